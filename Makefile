@@ -1,0 +1,44 @@
+# arctui: `make run` sets everything up and opens the app on the demo; `make test` sets up and tests.
+# Both work on a fresh machine: the venv is built from this project's own files.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+# The CPU wheel; GPU users: `make setup TORCH_SPEC=` to keep the torch already in the venv,
+# or TORCH_SPEC="torch==2.5.1" with their own index.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.arctui-installed
+export ARCTUI_HOME ?= $(HOME)/.arctui
+
+.PHONY: setup run demo test test-fast lint bench models clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/python -m pip install -q "$(TORCH_SPEC)"; fi
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+models: setup
+	$(BIN)/arctui models demo
+
+run: models
+	$(BIN)/arctui
+
+demo: models
+	$(BIN)/arctui launch configs/demo-cpu.yaml
+
+test: setup
+	$(BIN)/arctui models demo
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check arctui runner db tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from arctui.cli import main
+
+raise SystemExit(main())
