@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "arctui.commands.models",
     "arctui.commands.evaluate",
     "arctui.commands.database",
+    "arctui.commands.gpus",
 )
 
 
