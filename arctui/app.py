@@ -1,0 +1,129 @@
+"""The arctui Textual app: runs, one run live, new run form, comparison and GPUs.
+
+Run it with ``arctui`` (no command) or ``python -m arctui``; tests build it with :func:`make_app`.
+
+The app only reads the store (in thread workers) and asks the supervisor to launch, stop or resume
+runs; runs live in their own process sessions, so closing the app never stops them, and reopening it
+shows them live again wherever they were launched from.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from textual.app import App
+from textual.binding import Binding
+
+from arctui.screens.commands import ArcCommands
+
+POLL_SECONDS = 0.5  # ~2 reads per second for what is on screen; a new event shows within ~1 s
+
+
+class ArcTuiApp(App[int]):
+    """Terminal experiment manager for LoRA fine-tuning small LMs on ARC."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "arctui"
+    COMMANDS = App.COMMANDS | {ArcCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("question_mark,f1", "help", "Help", id="app.help"),
+        Binding("n", "new_run", "New run", id="app.new_run"),
+        Binding("g", "gpus", "GPUs", id="app.gpus"),
+        Binding("q", "quit", "Quit", id="app.quit", priority=False),
+    ]
+
+    def __init__(
+        self,
+        db_url: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        super().__init__()
+        self.db_url = db_url
+        """The store's URL; None means ``arctui.paths.default_db_url()``."""
+        self.clock = clock
+        """Wall clock for ages and ETAs (tests freeze it so snapshots are stable)."""
+        self.poll_seconds = poll_seconds
+        """How often screens re-read what they show."""
+        self._store = None
+        self._store_lock = threading.Lock()
+        self._last_error: tuple[str, float] | None = None
+
+    # -- the store, opened once, lazily, from a worker thread ------------------------------------
+    def store(self):
+        """The open ``RunStore`` (opened on first use; safe to call from several worker threads)."""
+        with self._store_lock:
+            if self._store is None:
+                from db.store import RunStore
+
+                self._store = RunStore.open(self.db_url)
+            return self._store
+
+    def on_mount(self) -> None:
+        from arctui.screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+
+    def on_unmount(self) -> None:
+        # Only the database connection is ours; runs belong to their supervisors and keep going.
+        if self._store is not None:
+            self._store.close()
+
+    # -- errors: every failed worker becomes a visible notification, never a traceback exit -----
+    # (Worker.StateChanged does not bubble: each screen forwards failures here, see screens.base.)
+    def report_error(self, error: BaseException | str | None) -> None:
+        """Show ``error`` as a notification; the same message is not repeated within 10 s (polls)."""
+        message = str(error) if error is not None else "unknown error"
+        if not isinstance(error, str) and error is not None and not _is_user_error(error):
+            message = f"{type(error).__name__}: {message}"
+        now = time.monotonic()
+        if self._last_error and self._last_error[0] == message and now - self._last_error[1] < 10:
+            return
+        self._last_error = (message, now)
+        self.notify(message, title="Error", severity="error", timeout=8)
+
+    # -- navigation -------------------------------------------------------------------------------
+    def action_help(self) -> None:
+        from arctui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_new_run(self, clone_from: str | None = None) -> None:
+        from arctui.screens.new_run import NewRunScreen
+
+        self.push_screen(NewRunScreen(clone_from=clone_from))
+
+    def action_gpus(self) -> None:
+        from arctui.screens.gpus import GpusScreen
+
+        if not isinstance(self.screen, GpusScreen):
+            self.push_screen(GpusScreen())
+
+    def open_run(self, run_id: str) -> None:
+        """Show the Run screen for ``run_id``."""
+        from arctui.screens.run import RunScreen
+
+        self.push_screen(RunScreen(run_id))
+
+    def open_comparison(self, run_ids: list[str]) -> None:
+        """Show the Compare screen for ``run_ids`` (the first is the baseline)."""
+        from arctui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(run_ids))
+
+
+def _is_user_error(error: BaseException) -> bool:
+    from runner.errors import UserError
+
+    return isinstance(error, UserError)
+
+
+def make_app(db_url: str | None = None, **options) -> ArcTuiApp:
+    """The app on the store at ``db_url`` (None: the default store). Shared by the CLI and tests."""
+    return ArcTuiApp(db_url, **options)

@@ -1,0 +1,75 @@
+"""Messages the app's workers post back to the screens, named for what already happened.
+
+Workers read the store in threads and post one of these; high-rate ones define ``can_replace`` so
+that a newer snapshot still waiting in the queue supersedes an older one (toolong's trick): however
+fast a run streams, a screen redraws at most once per poll.
+"""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from arctui.screens.data import Comparison, GpuReading, RunDetail, RunRow
+
+
+class RunsLoaded(Message):
+    """A page of runs was read for the Runs screen."""
+
+    def __init__(self, rows: list[RunRow], total: int, where: str, sort: str, descending: bool) -> None:
+        super().__init__()
+        self.rows = rows
+        self.total = total
+        self.where = where
+        self.sort = sort
+        self.descending = descending
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunsLoaded)
+
+
+class RunDetailLoaded(Message):
+    """A fresh snapshot of one run (summary, series, GPUs, log tail) was read."""
+
+    def __init__(self, detail: RunDetail) -> None:
+        super().__init__()
+        self.detail = detail
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunDetailLoaded) and message.detail.row.id == self.detail.row.id
+
+
+class GpusSampled(Message):
+    """The GPUs were read (empty list and a reason when there is no NVIDIA driver)."""
+
+    def __init__(self, gpus: list[GpuReading], unavailable_reason: str | None) -> None:
+        super().__init__()
+        self.gpus = gpus
+        self.unavailable_reason = unavailable_reason
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GpusSampled)
+
+
+class ComparisonLoaded(Message):
+    """The runs chosen for comparison were read."""
+
+    def __init__(self, comparison: Comparison) -> None:
+        super().__init__()
+        self.comparison = comparison
+
+
+class RunLaunched(Message):
+    """The supervisor accepted a new run."""
+
+    def __init__(self, run_id: str, name: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.name = name
+
+
+class RunStopped(Message):
+    """A stop was requested for a run (it ends shortly after, on its own schedule)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id

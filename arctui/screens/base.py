@@ -1,0 +1,26 @@
+"""The base of every arctui screen: failed workers become notifications (harlequin's pattern)."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker, WorkerState
+
+
+class ArcScreen(Screen):
+    """A screen whose failed workers (store unreachable, bad filter, launch refused) are shown as a
+    notification with the reason instead of ending the app with a traceback."""
+
+    @on(Worker.StateChanged)
+    def report_failed_worker(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.app.report_error(event.worker.error)
+
+
+class ArcModalScreen(ModalScreen):
+    """A modal screen with the same error reporting as :class:`ArcScreen`."""
+
+    @on(Worker.StateChanged)
+    def report_failed_worker(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.app.report_error(event.worker.error)

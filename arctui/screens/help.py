@@ -1,0 +1,63 @@
+"""The help screen: what arctui shows, and every key binding of the screen below, by group."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+INTRO = """\
+[b]arctui[/b] manages LoRA fine-tuning runs of small language models on ARC tasks.
+
+Runs are launched by a supervisor in their own process session: closing arctui never stops them,
+and reopening it shows them live again, wherever they were launched from (`arctui launch` too).
+
+[b]Filter[/b] runs with the same language as `arctui runs --where`:
+  model~SmolLM and msl>=2048      status=running or status=queued
+  tag=baseline                    s_per_step<2 and not (lr>1e-4)
+[b]Command palette[/b]: ctrl+p lists every action of the current screen.
+"""
+
+
+def bindings_table(title: str, bindings: list[Binding], app) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column("key", style="bold cyan", no_wrap=True)
+    table.add_column("action")
+    for binding in bindings:
+        if not binding.description:
+            continue
+        keys = ", ".join(app.get_key_display(Binding(key.strip(), "")) for key in binding.key.split(","))
+        table.add_row(keys, binding.description)
+    return table
+
+
+def _as_bindings(items) -> list[Binding]:
+    out = []
+    for item in items:
+        out.append(item if isinstance(item, Binding) else Binding(*item))
+    return out
+
+
+class HelpScreen(ModalScreen[None]):
+    """Key bindings of the screen it was opened from, the app's, and a short introduction."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close")]
+
+    def __init__(self, below=None) -> None:
+        super().__init__()
+        self.below = below
+        """The screen whose bindings are listed first."""
+
+    def compose(self) -> ComposeResult:
+        below = self.below
+        with VerticalScroll(id="help-dialog"):
+            yield Static(Text.from_markup(INTRO), id="help-intro")
+            if below is not None and getattr(below, "BINDINGS", None):
+                name = type(below).__name__.removesuffix("Screen") or "Screen"
+                yield Static(bindings_table(f"{name} screen", _as_bindings(below.BINDINGS), self.app))
+            yield Static(bindings_table("Everywhere", _as_bindings(self.app.BINDINGS), self.app))
+            yield Static(Text("escape closes this help", style="dim"))

@@ -1,0 +1,239 @@
+"""The Run screen: one run live - loss curves, speed, progress with ETA, VRAM per GPU, log tail.
+
+A timer starts a thread worker ~2x per second that reads the run from the store and posts a
+:class:`RunDetailLoaded`; a newer snapshot replaces an older one still queued, and an unchanged
+snapshot redraws nothing.
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.widgets import Footer, Log, ProgressBar, Static
+
+from arctui.screens.base import ArcScreen
+from arctui.messages import RunDetailLoaded
+from arctui.screens.commands import PaletteCommand
+from arctui.screens.data import GpuReading, RunDetail, read_run_detail
+from arctui.screens.runs import status_text
+from arctui.widgets.formatting import (
+    eta_seconds,
+    format_duration,
+    format_gb,
+    format_number,
+    format_percent,
+)
+from arctui.widgets.line_plot import SERIES_COLOURS, LinePlot, Series
+
+
+def series_of(detail: RunDetail, key: str, name: str, colour: str) -> Series | None:
+    series = detail.series.get(key)
+    if series is None:
+        return None
+    return Series(name, series.steps, series.values, colour)
+
+
+def gpu_table(gpus: tuple[GpuReading, ...] | list[GpuReading], on_cpu: bool) -> Table | Text:
+    """VRAM used/total and utilization per GPU, as bars."""
+    if not gpus:
+        return Text("CPU run: no GPU memory to show" if on_cpu else "no GPU samples yet", style="dim")
+    table = Table(show_header=True, box=None, padding=(0, 1, 0, 0), expand=True)
+    table.add_column("gpu", no_wrap=True)
+    table.add_column("VRAM", no_wrap=True, ratio=1)
+    table.add_column("util", no_wrap=True, justify="right")
+    for gpu in gpus:
+        used, total = gpu.memory_used_gb, gpu.memory_total_gb
+        if used is not None and total:
+            share = used / total
+            filled = round(share * 10)
+            bar = Text.assemble(
+                ("█" * filled, "red" if share > 0.9 else "green"),
+                ("░" * (10 - filled), "dim"),
+                f" {used:.1f}/{total:.0f} GB",
+            )
+        else:
+            bar = Text(format_gb(used))
+        table.add_row(f"{gpu.index} {gpu.name}", bar, format_percent(None if gpu.utilization is None else gpu.utilization / 100))
+    return table
+
+
+class RunScreen(ArcScreen):
+    """One run, live."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="run.back"),
+        Binding("x", "stop_run", "Stop", id="run.stop"),
+        Binding("r", "resume_run", "Resume", id="run.resume"),
+        Binding("k", "clone_run", "Clone", id="run.clone"),
+        Binding("l", "toggle_log", "Log", id="run.log"),
+    ]
+
+    detail: reactive[RunDetail | None] = reactive(None, always_update=False)
+    """The latest snapshot of the run; None until the first read lands."""
+
+    show_log: reactive[bool] = reactive(True)
+    """Whether the log tail panel is shown (l toggles; hiding gives the plots more room)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = str(run_id)
+        self._poll = None
+        self._log_lines: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"run {self.run_id}", id="run-title")
+        with Horizontal(id="run-plots"):
+            yield LinePlot(id="loss-plot", empty_message="no loss yet")
+            with Vertical(id="run-speed"):
+                yield LinePlot(id="speed-plot", empty_message="no s/step yet")
+                yield LinePlot(id="tokens-plot", empty_message="no tokens/s yet")
+        with Horizontal(id="run-panels"):
+            with Vertical(id="run-progress-panel"):
+                yield ProgressBar(id="run-progress", show_eta=False)
+                yield Static("", id="run-progress-text")
+            yield Static("", id="run-gpus")
+        yield Log(id="run-log", max_lines=500)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#loss-plot").border_title = "loss"
+        self.query_one("#speed-plot").border_title = "seconds per step"
+        self.query_one("#tokens-plot").border_title = "tokens per second"
+        self.query_one("#run-progress-panel").border_title = "progress"
+        self.query_one("#run-gpus").border_title = "GPUs"
+        self.query_one("#run-log").border_title = "log"
+        self.refresh_detail()
+        self.set_interval(self.app.poll_seconds, self.refresh_detail)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def refresh_detail(self) -> None:
+        if self._poll is not None and not self._poll.is_finished:
+            return
+        self._poll = self.load_detail()
+
+    @work(thread=True, exit_on_error=False, group="run-poll")
+    def load_detail(self) -> None:
+        detail = read_run_detail(self.app.store(), self.run_id)
+        self.post_message(RunDetailLoaded(detail))
+
+    @on(RunDetailLoaded)
+    def take_detail(self, message: RunDetailLoaded) -> None:
+        if message.detail.row.id == self.run_id or self.detail is None:
+            self.detail = message.detail
+
+    def watch_detail(self, old: RunDetail | None, detail: RunDetail | None) -> None:
+        if detail is None:
+            return
+        self._show_title(detail)
+        if old is None or old.series != detail.series:
+            self._show_plots(detail)
+        self._show_progress(detail)
+        self.query_one("#run-gpus", Static).update(gpu_table(detail.gpus, detail.row.gpus == "cpu"))
+        if old is None or old.log_tail != detail.log_tail:
+            self._show_log(detail.log_tail)
+
+    def _show_title(self, detail: RunDetail) -> None:
+        row = detail.row
+        title = Text.assemble(
+            (row.name, "bold"), f"  #{row.id}  ", status_text(row.status),
+            "  ", (row.model.rstrip("/").rsplit("/", 1)[-1] or "-", "cyan"),
+            f"  msl {format_number(row.max_seq_len)}",
+            f"  batch {row.batch_size or '-'}/{row.per_device_batch or '-'}",
+            f"  gpus {row.gpus or '-'}",
+        )
+        if detail.last_error and row.status in ("failed", "crashed"):
+            title.append(f"\n{detail.last_error}", style="red")
+        self.query_one("#run-title", Static).update(title)
+
+    def _show_plots(self, detail: RunDetail) -> None:
+        self.query_one("#loss-plot", LinePlot).series = tuple(
+            s
+            for s in (
+                series_of(detail, "loss", "train", SERIES_COLOURS[0]),
+                series_of(detail, "eval_loss", "eval", SERIES_COLOURS[1]),
+            )
+            if s is not None
+        )
+        speed = series_of(detail, "seconds_per_step", "s/step", SERIES_COLOURS[2])
+        self.query_one("#speed-plot", LinePlot).series = (speed,) if speed else ()
+        tokens = series_of(detail, "tokens_per_second", "tok/s", SERIES_COLOURS[4])
+        self.query_one("#tokens-plot", LinePlot).series = (tokens,) if tokens else ()
+
+    def _show_progress(self, detail: RunDetail) -> None:
+        row = detail.row
+        bar = self.query_one("#run-progress", ProgressBar)
+        if row.max_steps:
+            bar.update(total=row.max_steps, progress=row.step or 0)
+        now = self.app.clock()
+        if row.started_at is None:
+            elapsed = None
+        else:
+            elapsed = (row.ended_at or now) - row.started_at
+        eta = eta_seconds(row.step, row.max_steps, row.seconds_per_step) if row.is_active else None
+        lines = Text()
+        lines.append(f"step {row.step if row.step is not None else '-'}/{row.max_steps or '-'}", style="bold")
+        lines.append(f"   elapsed {format_duration(elapsed)}   ETA {format_duration(eta) if row.is_active else '-'}\n")
+        lines.append(f"loss {format_number(row.loss)}   eval {format_number(row.eval_loss)}\n")
+        lines.append(
+            f"{format_number(row.seconds_per_step)} s/step   {format_number(row.tokens_per_second)} tok/s"
+            f"   peak VRAM {format_gb(row.peak_vram_gb)}\n"
+        )
+        skipped = detail.share_over_msl
+        style = "bold yellow" if skipped and skipped > 0.05 else ""
+        lines.append(
+            f"prompts skipped for length: {format_percent(skipped, 1)}",
+            style=style,
+        )
+        if skipped and skipped > 0.05:
+            lines.append(f" (msl {format_number(row.max_seq_len)})", style=style)
+        self.query_one("#run-progress-text", Static).update(lines)
+
+    def _show_log(self, tail: tuple[str, ...]) -> None:
+        log = self.query_one("#run-log", Log)
+        old = self._log_lines
+        new_lines: tuple[str, ...]
+        if old and tail and old[-1] in tail:
+            # append only what came after the last line we showed (tails overlap between reads)
+            index = len(tail) - 1 - tail[::-1].index(old[-1])
+            new_lines = tail[index + 1 :]
+        else:
+            log.clear()
+            new_lines = tail
+        if new_lines:
+            log.write_lines(new_lines)
+        self._log_lines = tail
+
+    def watch_show_log(self, show: bool) -> None:
+        self.query_one("#run-log").display = show
+
+    # -- actions -------------------------------------------------------------------------------------
+    def action_toggle_log(self) -> None:
+        self.show_log = not self.show_log
+
+    def action_stop_run(self) -> None:
+        from arctui.screens.run_control import confirm_and_stop
+
+        if self.detail is not None:
+            confirm_and_stop(self, self.detail.row)
+
+    def action_resume_run(self) -> None:
+        from arctui.screens.run_control import resume
+
+        if self.detail is not None:
+            resume(self, self.detail.row)
+
+    def action_clone_run(self) -> None:
+        self.app.action_new_run(clone_from=self.run_id)
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [
+            PaletteCommand("Stop run", "Stop this run (asks first)", self.action_stop_run),
+            PaletteCommand("Resume run", "Resume this run from its last checkpoint", self.action_resume_run),
+            PaletteCommand("Clone run", "New run form filled from this run", self.action_clone_run),
+            PaletteCommand("Toggle log", "Show or hide the log tail", self.action_toggle_log),
+        ]

@@ -1,0 +1,384 @@
+"""The Runs screen: every run with its live status, sortable, filterable, multi-selectable.
+
+It shows the most recent runs first and reads at most ``PAGE_SIZE`` of them per poll (the store sorts
+and filters in SQL), so it stays fast with tens of thousands of runs in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import DataTable, Footer, Input, Static
+
+from arctui.screens.base import ArcScreen
+from arctui.messages import RunsLoaded
+from arctui.screens.commands import PaletteCommand
+from arctui.screens.data import RunRow, read_runs
+from arctui.widgets.formatting import (
+    format_age,
+    format_gb,
+    format_number,
+    format_percent,
+    progress_bar,
+)
+
+PAGE_SIZE = 500
+
+STATUS_STYLES = {
+    "running": "bold green",
+    "queued": "yellow",
+    "completed": "blue",
+    "stopped": "dim",
+    "failed": "bold red",
+    "crashed": "bold red",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def _progress(row: RunRow, now: float) -> Text:
+    if row.step is None:
+        return Text("")
+    label = f"{row.step}/{row.max_steps}" if row.max_steps else str(row.step)
+    return Text.assemble((progress_bar(row.step, row.max_steps, 6), "green"), " ", label)
+
+
+def _batch(row: RunRow, now: float) -> str:
+    if row.batch_size is None:
+        return "-"
+    return f"{row.batch_size}/{row.per_device_batch}" if row.per_device_batch else str(row.batch_size)
+
+
+def _short_model(row: RunRow, now: float) -> str:
+    model = row.model.rstrip("/")
+    return model.rsplit("/", 1)[-1] if model else "-"
+
+
+def _short_encoder(row: RunRow, now: float) -> str:
+    # GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder())) -> Shape(RowNumber(Minimal))
+    text = row.encoder.replace("GridEncoder", "").replace("Encoder", "").replace("()", "")
+    return text or "-"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A Runs table column: its key, header, the store's sort field and how a row renders in it."""
+
+    key: str
+    label: str
+    sort_field: str
+    render: Callable[[RunRow, float], str | Text]
+    width: int | None = None
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "id", "id", lambda r, n: r.id),
+    Column("name", "name", "name", lambda r, n: r.name, 20),
+    Column("status", "status", "status", lambda r, n: status_text(r.status)),
+    Column("model", "model", "model", _short_model, 18),
+    Column("encoder", "encoder", "encoder", _short_encoder, 16),
+    Column("msl", "msl", "msl", lambda r, n: format_number(r.max_seq_len)),
+    Column("batch", "bs/dev", "batch_size", _batch),
+    Column("gpus", "gpus", "gpus", lambda r, n: r.gpus or "-"),
+    Column("progress", "progress", "progress", _progress),
+    Column("loss", "loss", "loss", lambda r, n: format_number(r.loss)),
+    Column("eval_loss", "eval", "eval_loss", lambda r, n: format_number(r.eval_loss)),
+    Column("s_per_step", "s/step", "s_per_step", lambda r, n: format_number(r.seconds_per_step)),
+    Column("vram", "VRAM", "peak_vram", lambda r, n: format_gb(r.peak_vram_gb)),
+    Column("accuracy", "acc", "accuracy", lambda r, n: format_percent(r.accuracy, 1)),
+    Column("created", "created", "created", lambda r, n: format_age(r.created_at, n)),
+)
+COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+SELECT_MARK = "●"
+
+
+class RunsScreen(ArcScreen):
+    """Every run, most recent first; open one, select several to compare, launch new ones."""
+
+    BINDINGS = [
+        Binding("enter", "open_run", "Open", id="runs.open"),
+        Binding("space", "toggle_select", "Select", id="runs.select"),
+        Binding("c", "compare", "Compare", id="runs.compare"),
+        Binding("slash", "focus_filter", "Filter", id="runs.filter"),
+        Binding("s", "cycle_sort", "Sort", id="runs.sort"),
+        Binding("S", "reverse_sort", "Reverse", id="runs.reverse", show=False),
+        Binding("x", "stop_run", "Stop", id="runs.stop"),
+        Binding("r", "resume_run", "Resume", id="runs.resume", show=False),
+        Binding("k", "clone_run", "Clone", id="runs.clone", show=False),
+        Binding("escape", "clear", "Clear", id="runs.clear", show=False),
+    ]
+
+    where: reactive[str] = reactive("")
+    """The filter in the store's ``--where`` language; empty shows every run."""
+
+    sort_key: reactive[str] = reactive("created")
+    """Key of the column the store sorts by."""
+
+    descending: reactive[bool] = reactive(True)
+    """Sort direction (newest / largest first by default)."""
+
+    selected: reactive[frozenset[str]] = reactive(frozenset())
+    """Ids of the runs marked for comparison."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[RunRow] = []
+        self._poll = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="runs-bar"):
+            yield Static("arctui", id="runs-title")
+            yield Input(
+                placeholder="filter, e.g. model~SmolLM and msl>=2048 and status=completed   (/ to focus)",
+                id="where",
+            )
+        table: DataTable = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("", id="runs-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.add_column(" ", key="mark", width=1)
+        for column in COLUMNS:
+            table.add_column(self._header(column), key=column.key, width=column.width)
+        table.focus()
+        self.refresh_runs()
+        self.set_interval(self.app.poll_seconds * 2, self.refresh_runs)
+
+    def _header(self, column: Column) -> Text:
+        if column.key == self.sort_key:
+            return Text(f"{column.label} {'▼' if self.descending else '▲'}", style="bold")
+        return Text(column.label)
+
+    def _relabel_headers(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        for column in COLUMNS:
+            table.columns[column.key].label = self._header(column)
+        table.refresh()
+
+    # -- reading ---------------------------------------------------------------------------------
+    def refresh_runs(self) -> None:
+        """Start a read unless one is still running (a slow database never piles up threads)."""
+        if self._poll is not None and not self._poll.is_finished:
+            return
+        self._poll = self.load_runs(self.where, COLUMN_BY_KEY[self.sort_key].sort_field, self.descending)
+
+    @work(thread=True, exit_on_error=False, group="runs-poll")
+    def load_runs(self, where: str, sort: str, descending: bool) -> None:
+        rows = read_runs(self.app.store(), where, sort, descending, PAGE_SIZE)
+        self.post_message(RunsLoaded(rows, len(rows), where, sort, descending))
+
+    @on(RunsLoaded)
+    def show_runs(self, message: RunsLoaded) -> None:
+        if message.where != self.where or message.descending != self.descending:
+            return  # a read started before the filter or sort changed; the next poll is current
+        if message.sort != COLUMN_BY_KEY[self.sort_key].sort_field:
+            return
+        self.query_one("#where", Input).remove_class("-invalid")
+        self._apply_rows(message.rows)
+        self._update_status()
+
+    def _apply_rows(self, rows: list[RunRow]) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        now = self.app.clock()
+        old = {row.id: row for row in self.rows}
+        same_order = [r.id for r in rows] == [r.id for r in self.rows]
+        if same_order:
+            for row in rows:
+                if old[row.id] != row:
+                    for column in COLUMNS:
+                        table.update_cell(row.id, column.key, column.render(row, now))
+            # ages move on even when nothing else changes
+            for row in rows:
+                table.update_cell(row.id, "created", COLUMN_BY_KEY["created"].render(row, now))
+        else:
+            cursor_id = self.current_run_id()
+            table.clear()
+            for row in rows:
+                mark = SELECT_MARK if row.id in self.selected else " "
+                table.add_row(mark, *(c.render(row, now) for c in COLUMNS), key=row.id)
+            if cursor_id is not None and any(r.id == cursor_id for r in rows):
+                table.move_cursor(row=table.get_row_index(cursor_id), animate=False)
+        self.rows = rows
+
+    def _update_status(self) -> None:
+        running = sum(1 for r in self.rows if r.status == "running")
+        queued = sum(1 for r in self.rows if r.status == "queued")
+        shown = f"{len(self.rows)} runs" + (" (most recent first; refine the filter to see others)" if len(self.rows) >= PAGE_SIZE else "")
+        parts = [shown, f"{running} running", f"{queued} queued"]
+        if self.selected:
+            parts.append(f"{len(self.selected)} selected (c: compare)")
+        column = COLUMN_BY_KEY[self.sort_key]
+        parts.append(f"sort: {column.label} {'▼' if self.descending else '▲'}")
+        self.query_one("#runs-status", Static).update("  ·  ".join(parts))
+
+    # -- filter and sort ---------------------------------------------------------------------------
+    @on(Input.Submitted, "#where")
+    def apply_filter(self, event: Input.Submitted) -> None:
+        self.check_and_set_filter(event.value)
+        self.query_one("#runs-table", DataTable).focus()
+
+    @work(thread=True, exit_on_error=False, group="runs-filter")
+    def check_and_set_filter(self, text: str) -> None:
+        from db.query import parse_where
+
+        if text.strip():
+            try:
+                parse_where(text)
+            except Exception as error:
+                self.app.call_from_thread(self._filter_invalid, error)
+                return
+        self.app.call_from_thread(self._set_where, text)
+
+    def _filter_invalid(self, error: Exception) -> None:
+        self.query_one("#where", Input).add_class("-invalid")
+        self.app.report_error(error)
+
+    def _set_where(self, text: str) -> None:
+        self.query_one("#where", Input).remove_class("-invalid")
+        self.where = text.strip()
+
+    def watch_where(self) -> None:
+        self._poll = None
+        self.refresh_runs()
+
+    def watch_sort_key(self) -> None:
+        self._resorted()
+
+    def watch_descending(self) -> None:
+        self._resorted()
+
+    def _resorted(self) -> None:
+        if not self.is_mounted:
+            return
+        self._relabel_headers()
+        self._poll = None
+        self.refresh_runs()
+
+    @on(DataTable.HeaderSelected, "#runs-table")
+    def sort_by_header(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        if key not in COLUMN_BY_KEY:
+            return
+        if key == self.sort_key:
+            self.descending = not self.descending
+        else:
+            self.sort_by(key)
+
+    def sort_by(self, key: str, descending: bool | None = None) -> None:
+        """Sort by the column ``key`` (numbers and dates largest first unless told otherwise)."""
+        self.sort_key = key
+        if descending is not None:
+            self.descending = descending
+
+    def action_cycle_sort(self) -> None:
+        keys = [c.key for c in COLUMNS]
+        self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+
+    def action_reverse_sort(self) -> None:
+        self.descending = not self.descending
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#where", Input).focus()
+
+    def action_clear(self) -> None:
+        where = self.query_one("#where", Input)
+        if self.focused is where:
+            self.query_one("#runs-table", DataTable).focus()
+        elif self.selected:
+            self.selected = frozenset()
+        elif self.where:
+            where.value = ""
+            self.where = ""
+
+    # -- selection and actions ------------------------------------------------------------------------
+    def current_run_id(self) -> str | None:
+        table = self.query_one("#runs-table", DataTable)
+        if table.row_count == 0 or table.cursor_row < 0:
+            return None
+        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+
+    def action_open_run(self) -> None:
+        run_id = self.current_run_id()
+        if run_id is not None:
+            self.app.open_run(run_id)
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def open_selected_row(self, event: DataTable.RowSelected) -> None:
+        self.app.open_run(event.row_key.value)
+
+    def action_toggle_select(self) -> None:
+        run_id = self.current_run_id()
+        if run_id is None:
+            return
+        self.selected = self.selected ^ {run_id}
+        table = self.query_one("#runs-table", DataTable)
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1, animate=False)
+
+    def watch_selected(self, old: frozenset[str], new: frozenset[str]) -> None:
+        if not self.is_mounted:
+            return
+        table = self.query_one("#runs-table", DataTable)
+        for run_id in old ^ new:
+            if run_id in table.rows:
+                table.update_cell(run_id, "mark", SELECT_MARK if run_id in new else " ")
+        self._update_status()
+
+    def action_compare(self) -> None:
+        chosen = [r.id for r in self.rows if r.id in self.selected]
+        # keep selections that scrolled out of the page too
+        chosen += sorted(self.selected - set(chosen))
+        if len(chosen) < 2:
+            self.notify("Select at least two runs with space, then press c.", severity="warning")
+            return
+        self.app.open_comparison(chosen)
+
+    def _current_row(self) -> RunRow | None:
+        run_id = self.current_run_id()
+        return next((r for r in self.rows if r.id == run_id), None)
+
+    def action_stop_run(self) -> None:
+        from arctui.screens.run_control import confirm_and_stop
+
+        row = self._current_row()
+        if row is not None:
+            confirm_and_stop(self, row)
+
+    def action_resume_run(self) -> None:
+        from arctui.screens.run_control import resume
+
+        row = self._current_row()
+        if row is not None:
+            resume(self, row)
+
+    def action_clone_run(self) -> None:
+        run_id = self.current_run_id()
+        if run_id is not None:
+            self.app.action_new_run(clone_from=run_id)
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        commands = [
+            PaletteCommand("Open run", "Show the run under the cursor live", self.action_open_run),
+            PaletteCommand("Compare selected runs", "Side by side, ratios to the first", self.action_compare),
+            PaletteCommand("Filter runs", "Type a --where filter", self.action_focus_filter),
+            PaletteCommand("Stop run", "Stop the run under the cursor (asks first)", self.action_stop_run),
+            PaletteCommand("Resume run", "Resume the run under the cursor from its last checkpoint", self.action_resume_run),
+            PaletteCommand("Clone run", "New run form filled from the run under the cursor", self.action_clone_run),
+            PaletteCommand("Reverse sort", "Flip the sort direction", self.action_reverse_sort),
+        ]
+        for column in COLUMNS:
+            commands.append(
+                PaletteCommand(f"Sort runs by {column.label}", f"Sort by {column.key}", lambda k=column.key: self.sort_by(k))
+            )
+        return commands
