@@ -56,10 +56,10 @@ def _check_grid(grid: Grid) -> None:
 def _digit_row(line: str, row_number: int) -> list[int]:
     if not line:
         raise ValueError(f"row {row_number} is empty")
-    if not all("0" <= ch <= "9" for ch in line):
+    if not (line.isascii() and line.isdigit()):
         bad = next(ch for ch in line if not "0" <= ch <= "9")
         raise ValueError(f"row {row_number} holds {bad!r}, not a digit")
-    return [ord(ch) - 48 for ch in line]
+    return list(map(int, line))
 
 
 def _rectangular(rows: Grid) -> Grid:
@@ -107,7 +107,7 @@ class MinimalGridEncoder(GridEncoder):
     """One line per row, one digit per cell."""
 
     def to_text(self, grid: Grid) -> str:
-        return "\n".join("".join(str(v) for v in row) for row in grid)
+        return "\n".join("".join(map(str, row)) for row in grid)
 
     def to_grid(self, text: str) -> Grid:
         return _rectangular([_digit_row(line, i + 1) for i, line in enumerate(text.split("\n"))])
@@ -126,15 +126,16 @@ class GridWithSeparationEncoder(GridEncoder):
         self.split_symbol = split_symbol
 
     def to_text(self, grid: Grid) -> str:
-        return "\n".join(self.split_symbol.join(str(v) for v in row) for row in grid)
+        return "\n".join(self.split_symbol.join(map(str, row)) for row in grid)
 
     def to_grid(self, text: str) -> Grid:
         rows = []
         for i, line in enumerate(text.split("\n")):
             cells = line.split(self.split_symbol)
-            if any(len(cell) != 1 for cell in cells):
+            joined = "".join(cells)
+            if len(joined) != len(cells):
                 raise ValueError(f"row {i + 1} is not single digits separated by {self.split_symbol!r}")
-            rows.append(_digit_row("".join(cells), i + 1))
+            rows.append(_digit_row(joined, i + 1))
         return _rectangular(rows)
 
 
@@ -156,10 +157,10 @@ class RepeatNumberEncoder(GridEncoder):
         for i, line in enumerate(text.split("\n")):
             if len(line) % self.n:
                 raise ValueError(f"row {i + 1} length {len(line)} is not a multiple of {self.n}")
-            chunks = [line[j : j + self.n] for j in range(0, len(line), self.n)]
-            if any(chunk != chunk[0] * self.n for chunk in chunks):
+            digits = line[:: self.n]
+            if "".join(ch * self.n for ch in digits) != line:
                 raise ValueError(f"row {i + 1} does not repeat each digit {self.n} times")
-            rows.append(_digit_row(line[:: self.n], i + 1))
+            rows.append(_digit_row(digits, i + 1))
         return _rectangular(rows)
 
 
