@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ LR_SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
     "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay",
 )
+NAME_RE = re.compile(r"[A-Za-z0-9._\-+:@]{1,100}")
 # Keys the supervisor sets per run; a config may not choose them.
 MANAGED_KEYS = ("output_dir", "events_file", "resume_from_checkpoint")
 
@@ -185,6 +187,10 @@ def parse_value(key: str, value: Any) -> Any:
         parsed: Any = str(value)
         if key in ("model_path", "adapter_path", "grid_encoder") and not parsed.strip():
             raise ConfigError(f"{key} must not be empty")
+        if key == "name" and (not NAME_RE.fullmatch(parsed) or parsed.isdigit()):
+            raise ConfigError(
+                f"name {parsed!r} must be 1-100 letters, digits or ._-+:@ and not only digits"
+            )
     elif kind == "int":
         parsed = _parse_int(key, value)
     elif kind == "float":
@@ -269,6 +275,10 @@ class RunConfig:
         for key, value in overrides.items():
             _check_key(key)
             values[key] = parse_value(key, value)
+        # `--gpus 0` on a config written for `n_gpus: 2` means one GPU: the explicit list wins.
+        if isinstance(values.get("gpus"), tuple) and "n_gpus" in values and "n_gpus" not in overrides \
+                and "gpus" in overrides:
+            values["n_gpus"] = len(values["gpus"])
         return RunConfig(values, self.source)._validated()
 
     @property

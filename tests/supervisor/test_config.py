@@ -111,11 +111,11 @@ def test_missing_file_and_folder(tmp_path):
 def test_overrides_are_typed():
     cfg = config_from_mapping(BASE)
     cfg = cfg.with_overrides(parse_overrides(["max_steps=7", "learning_rate=3e-4", "use_lora=false",
-                                              "gpus=0,1", "tags=a,b", "name=123",
+                                              "gpus=0,1", "tags=a,b", "name=run.7",
                                               "val_dataset=[f.json, output-from-examples-v0]"]))
     assert cfg["max_steps"] == 7 and cfg["learning_rate"] == 3e-4 and cfg["use_lora"] is False
     assert cfg.gpus == (0, 1) and cfg.num_processes == 2 and cfg.tags == ("a", "b")
-    assert cfg.name == "123" and cfg["val_dataset"] == ("f.json", "output-from-examples-v0")
+    assert cfg.name == "run.7" and cfg["val_dataset"] == ("f.json", "output-from-examples-v0")
     assert "--no-use_lora" in cfg.runner_argv(output_dir="o", events_file="e")
 
 
@@ -127,6 +127,8 @@ def test_overrides_are_typed():
         ("noequals", "expects key=value"),
         ("=3", "expects key=value"),
         ("train_datasets=[[a, b]", "cannot parse"),
+        ("name=123", "not only digits"),
+        ("name=a b", "must be 1-100 letters"),
     ],
 )
 def test_bad_overrides(item, message):

@@ -1,0 +1,3 @@
+from arctui.supervisor.supervise import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""Process-group helpers for the training process (Linux-first, POSIX fallback)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+
+def group_alive(pgid: int | None) -> bool:
+    """True while the process group has a member that is not a zombie."""
+    if not pgid:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc"):
+        return True
+    # Orphaned training processes are reaped by init; in containers init may not reap, and a zombie
+    # still answers kill(0). Look for a live member instead.
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to the group; False when it is already gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def normalize_returncode(code: int | None) -> int | None:
+    """Popen's ``-N`` (killed by signal N) as the shell's ``128+N``."""
+    if code is None:
+        return None
+    return 128 - code if code < 0 else code
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code > 128 and code - 128 in signal.Signals._value2member_map_:
+        return f"killed by {signal.Signals(code - 128).name} (exit {code})"
+    return f"exit code {code}"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for torch.distributed's rendezvous of one run."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,79 @@
+"""Find runs whose supervisor died (kill -9, reboot) and put them right.
+
+Called by every arctui command that opens the store (:func:`arctui.supervisor.open_store`). For each
+queued or running run of this host whose supervisor lock is free:
+
+- training process group still alive -> spawn a new supervisor that re-attaches and ingests from where
+  the store's cursor left off (no lost or duplicated points);
+- queued -> spawn a new supervisor that goes back into the queue;
+- otherwise -> ingest what the event file still holds and record the end the runner wrote, or
+  ``crashed`` with the last error lines when there is none. No run stays ``running`` forever.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC
+
+from arctui.supervisor.launch import spawn_supervisor
+from arctui.supervisor.process import group_alive
+from arctui.supervisor.runfolder import RunFolder
+from arctui.supervisor.supervise import StreamState, finish, ingest
+from arctui.supervisor.tail import EventTailer
+
+# A queued run without a supervisor yet is left alone this long (launch is between create and spawn).
+LAUNCH_GRACE_SECONDS = 60.0
+
+
+def boot_time() -> float | None:
+    try:
+        with open("/proc/stat") as fh:
+            for line in fh:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _training_alive(run) -> bool:
+    started = run.started_at.timestamp() if run.started_at else None
+    booted = boot_time()
+    if started is not None and booted is not None and started < booted:
+        return False  # the machine rebooted since: that process group number is someone else's now
+    return group_alive(run.pgid)
+
+
+def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None) -> list[str]:
+    """Repair orphaned runs; returns one line per action taken."""
+    host = socket.gethostname()
+    actions: list[str] = []
+    now = time.time()
+    for run in store.active_runs():
+        if only is not None and run.id not in only:
+            continue
+        if run.host and run.host != host:
+            continue
+        if run.supervisor_pid is None and run.status == "queued":
+            created = run.created_at.replace(tzinfo=run.created_at.tzinfo or UTC).timestamp()
+            if now - created < LAUNCH_GRACE_SECONDS:
+                continue
+        folder = RunFolder.of(run)
+        fd = folder.try_lock()
+        if fd is None:
+            continue  # its supervisor is alive
+        if run.status == "queued" or (run.status == "running" and _training_alive(run)):
+            spawn_supervisor(run.id, db_url, folder, lock_fd=fd)
+            what = "re-attached to its training process" if run.status == "running" else "back in the queue"
+            actions.append(f"run {run.id} ({run.name}): supervisor was gone; {what}")
+            continue
+        try:
+            state = StreamState()
+            ingest(store, run.id, EventTailer(folder.events_file), state)
+            status = finish(store, run.id, folder, state, run.exit_code, attached=False)
+            actions.append(f"run {run.id} ({run.name}): supervisor and training were gone; marked {status}")
+        finally:
+            os.close(fd)
+    return actions
