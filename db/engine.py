@@ -1,0 +1,188 @@
+"""Engines and sessions of the run store: URL checks, SQLite pragmas, write locks, and the translation of
+driver errors into one-line :class:`StoreError` messages. Private to :mod:`db.store`."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from db.errors import StoreError
+
+SQLITE_BUSY_TIMEOUT_S = 30
+POSTGRES_CONNECT_TIMEOUT_S = 5
+SQLITE_HEADER = b"SQLite format 3\x00"
+URL_EXAMPLES = "e.g. sqlite:////path/to/arctui.db or postgresql+psycopg://user@host:5432/dbname"
+
+
+def parse_url(url: str) -> URL:
+    """Parse and normalise a database URL; plain ``postgresql://`` means the psycopg 3 driver."""
+    if not isinstance(url, str) or not url.strip():
+        raise StoreError(f"empty database URL: pass one with --db ({URL_EXAMPLES})")
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError:
+        raise StoreError(f"bad database URL '{url}': expected {URL_EXAMPLES}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"unsupported database '{parsed.get_backend_name()}' in URL {safe_url(parsed)}: "
+            f"use SQLite or PostgreSQL ({URL_EXAMPLES})"
+        )
+    return parsed
+
+
+def safe_url(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file behind an SQLite URL (None for an in-memory database)."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return Path(database).expanduser()
+
+
+def check_sqlite_path(path: Path, *, create_parent: bool) -> None:
+    """Refuse, before anything is written, a path that cannot hold an SQLite database."""
+    parent = path.parent
+    if create_parent and not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the folder {parent} for the database ({exc.strerror}): "
+                "set ARCTUI_HOME or --db to a writable place"
+            ) from None
+    if not parent.is_dir():
+        raise StoreError(
+            f"folder {parent} does not exist (database {path}): create it or choose another --db path"
+        )
+    if path.exists():
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a database file: point --db at a file path")
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreError(f"cannot read database {path} ({exc.strerror}): check its permissions") from None
+        if header and header != SQLITE_HEADER:
+            raise StoreError(
+                f"{path} is not an SQLite database: point --db at an arctui database or a new file path"
+            )
+        if not os.access(path, os.W_OK):
+            raise StoreError(f"database {path} is not writable: fix its permissions or choose another --db")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"folder {parent} is not writable, so database {path} cannot be created: choose another --db"
+        )
+
+
+def make_engine(url: URL) -> Engine:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        _install_sqlite_hooks(engine)
+        return engine
+    try:
+        return create_engine(
+            url, connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}, pool_pre_ping=True
+        )
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise StoreError(
+            f"no driver for {url.drivername} ({exc}): install psycopg with `pip install 'psycopg[binary]'`"
+        ) from None
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Let us emit BEGIN ourselves (pysqlite's implicit transactions cannot do BEGIN IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() not in ("wal", "memory"):
+                cursor.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL: durable against application crashes, never corrupts; skips an fsync per commit.
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        # Writers take the write lock up front: a deferred transaction that reads and then writes gets
+        # SQLITE_BUSY without waiting when another writer committed in between.
+        immediate = connection.get_execution_options().get("arctui_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def describe_driver_error(exc: BaseException, url: URL) -> str:
+    """One line for a driver error: what went wrong and what to do."""
+    orig = getattr(exc, "orig", None) or exc
+    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    where = safe_url(url)
+    lowered = text.lower()
+    if "file is not a database" in lowered or "file is encrypted" in lowered:
+        return f"{where} is not an SQLite database: point --db at an arctui database or a new file path"
+    if "unable to open database" in lowered:
+        return f"cannot open database {where}: check that its folder exists and is writable"
+    if "readonly database" in lowered or "read-only" in lowered:
+        return f"database {where} is read-only: fix its permissions or choose another --db"
+    if "database is locked" in lowered:
+        return (
+            f"database {where} stayed locked by another process for {SQLITE_BUSY_TIMEOUT_S} s: "
+            "retry, or look for a stuck arctui process"
+        )
+    if "disk is full" in lowered or "no space" in lowered:
+        return f"no space left for database {where}: free some disk space"
+    if url.get_backend_name() == "postgresql" and isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return f"lost the connection to {where} ({text}): check that the server is running"
+    if url.get_backend_name() == "postgresql" and (
+        "connection" in lowered or "could not" in lowered or "password" in lowered or "timeout" in lowered
+    ):
+        if "does not exist" in lowered and "database" in lowered:
+            return f"cannot connect to {where} ({text}): create the database or fix --db"
+        return f"cannot connect to {where} ({text}): start the server or fix the host/port/user in --db"
+    return f"database error on {where} ({type(orig).__name__}: {text}): check --db and retry"
+
+
+@contextmanager
+def translate_errors(url: URL) -> Iterator[None]:
+    """Turn driver and SQLAlchemy errors into StoreError (one line, no traceback)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        raise StoreError(describe_driver_error(exc, url)) from exc
+    except OSError as exc:  # psycopg may raise plain socket errors while connecting
+        raise StoreError(f"cannot reach {safe_url(url)} ({exc}): check --db") from exc
+
+
+@contextmanager
+def session_scope(engine: Engine, url: URL, *, write: bool = False) -> Iterator[Session]:
+    """One transaction: commits on success, rolls back on any error, maps driver errors to StoreError.
+    ``write=True`` takes SQLite's write lock at BEGIN (see ``_on_begin``)."""
+    with translate_errors(url):
+        with engine.connect() as connection:
+            if write:
+                connection.execution_options(arctui_write=True)
+            with Session(bind=connection, expire_on_commit=False, autoflush=False) as session:
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise

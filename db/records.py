@@ -1,0 +1,221 @@
+"""Plain frozen records that the store returns. Nothing here touches SQL; the rest of arctui sees only
+these (the ORM classes in :mod:`db.models` stay private to the store)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+RUN_STATUSES = ("queued", "running", "completed", "failed", "stopped", "crashed")
+ACTIVE_STATUSES = ("queued", "running")
+TERMINAL_STATUSES = ("completed", "failed", "stopped", "crashed")
+
+# from-status -> statuses it may move to. Terminal runs that did not complete may be queued again
+# (resume from the last checkpoint or retry); a completed run is final.
+LEGAL_TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running", "stopped", "failed"}),
+    "running": frozenset({"completed", "failed", "stopped", "crashed"}),
+    "stopped": frozenset({"queued"}),
+    "failed": frozenset({"queued"}),
+    "crashed": frozenset({"queued"}),
+    "completed": frozenset(),
+}
+
+
+def utc_datetime(seconds: float | None) -> datetime | None:
+    """Unix seconds -> timezone-aware UTC datetime (None stays None)."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready version of a record field value."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the public fields (datetimes as ISO strings)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if not f.name.startswith("_")}
+
+
+@dataclass(frozen=True)
+class Run(_Record):
+    """One training run: identity, lifecycle, the columns people filter on, and process bookkeeping."""
+
+    id: int
+    name: str
+    status: str
+    model: str | None
+    encoder: str | None
+    msl: int | None
+    batch_size: int | None
+    per_device_batch: int | None
+    learning_rate: float | None
+    lora_r: int | None
+    gpus: int | None
+    gpu_ids: tuple[int, ...]
+    datasets: tuple[str, ...]
+    tags: tuple[str, ...]
+    notes: str
+    host: str | None
+    supervisor_pid: int | None
+    pgid: int | None
+    exit_code: int | None
+    output_dir: str | None
+    log_path: str | None
+    last_error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    events_cursor: int
+    _config_json: str = field(default="{}", repr=False, compare=True)
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The full run config (parsed on first access: listings of thousands of runs never pay for it)."""
+        return json.loads(self._config_json)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["config"] = self.config
+        return out
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+@dataclass(frozen=True)
+class RunSummary(_Record):
+    """A run plus the figures kept current as its metrics arrive (no raw points are scanned to list)."""
+
+    run: Run
+    last_step: int | None
+    max_steps: int | None
+    loss: float | None
+    min_loss: float | None
+    final_loss: float | None
+    eval_loss: float | None
+    accuracy: float | None
+    seconds_per_step: float | None
+    tokens_per_second: float | None
+    peak_vram_gb: float | None
+    points: int
+    updated_at: datetime | None
+
+    @property
+    def progress(self) -> float | None:
+        """last_step / max_steps, clipped to 0..1 (None when either is unknown)."""
+        if self.last_step is None or not self.max_steps:
+            return None
+        return max(0.0, min(1.0, self.last_step / self.max_steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["progress"] = self.progress
+        return out
+
+
+@dataclass(frozen=True)
+class MetricStats(_Record):
+    """Running statistics of one metric key of one run."""
+
+    key: str
+    count: int
+    latest: float
+    latest_step: int
+    min: float
+    max: float
+
+
+@dataclass(frozen=True)
+class MetricPoint(_Record):
+    """One metric value at one step (input of :meth:`RunStore.append_metrics`)."""
+
+    key: str
+    step: int
+    value: float
+    wall_time: float | None = None
+
+
+@dataclass(frozen=True)
+class SeriesPoint(_Record):
+    """One point of a (possibly downsampled) metric series."""
+
+    step: int
+    value: float
+    wall_time: float | None
+
+
+@dataclass(frozen=True)
+class GpuSample(_Record):
+    """One reading of one GPU (memory in MiB, utilization in percent, power in watts)."""
+
+    gpu_index: int
+    gpu_name: str
+    time: float
+    memory_used_mb: float | None = None
+    memory_total_mb: float | None = None
+    utilization_pct: float | None = None
+    power_w: float | None = None
+    run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RunEvent(_Record):
+    """A kept runner event (start, eval, checkpoint, end, error, eval_result); ``data`` is the whole event."""
+
+    run_id: int
+    seq: int
+    time: float
+    kind: str
+    step: int | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EvalResult(_Record):
+    """One metric of one evaluation of a checkpoint on one data set."""
+
+    run_id: int
+    step: int
+    dataset: str
+    metric: str
+    value: float
+    predictions_path: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunDetail(_Record):
+    """Everything ``arctui show`` displays about one run."""
+
+    summary: RunSummary
+    metrics: dict[str, MetricStats]
+    recent_events: list[RunEvent]
+    checkpoints: list[RunEvent]
+    evals: list[EvalResult]
+    gpu: list[GpuSample]
+
+
+@dataclass(frozen=True)
+class Comparison(_Record):
+    """Several runs side by side: summaries in the requested order, the config keys whose values differ
+    (one value per run, None where a run lacks the key) and per-key metric statistics."""
+
+    summaries: list[RunSummary]
+    config_diff: dict[str, tuple[Any, ...]]
+    metrics: dict[str, tuple[MetricStats | None, ...]]
