@@ -251,3 +251,119 @@ def read_comparison(store, refs: list[str], baseline: int = 0, *, max_points: in
 def _named_series(store, summary, max_points: int) -> MetricSeries:
     series = _series(store, summary.run.id, "loss", max_points)
     return MetricSeries(summary.run.name, series.steps, series.values)
+
+
+# ---------------------------------------------------------------------------------------------------
+# GPUs
+
+def read_gpus(store=None) -> tuple[list[GpuReading], str | None]:
+    """Every NVIDIA GPU now, with the arctui run holding it; ``([], reason)`` without a driver."""
+    from arctui.supervisor.gpus import list_gpus
+
+    try:
+        gpus = list_gpus()
+    except Exception as error:  # NVML missing or broken: the app shows the reason, never crashes
+        return [], f"no NVIDIA GPU: {error}"
+    if not gpus:
+        return [], "no NVIDIA GPU or driver found; runs go on the CPU"
+    holders: dict[int, tuple[str, str]] = {}
+    if store is not None:
+        for run in store.runs_holding_gpus():
+            for index in run.gpu_ids:
+                holders[index] = (str(run.id), run.name)
+    readings = []
+    for gpu in gpus:
+        used = gpu.memory_used_mb
+        total = gpu.memory_total_mb
+        holder = holders.get(gpu.index)
+        readings.append(
+            GpuReading(
+                index=gpu.index,
+                name=gpu.name,
+                memory_used_gb=None if used is None else used / 1024,
+                memory_total_gb=None if total is None else total / 1024,
+                utilization=gpu.utilization_pct,
+                run_id=holder[0] if holder else None,
+                run_name=holder[1] if holder else None,
+            )
+        )
+    return readings, None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prompt lengths for the new-run form. The tokenizer needs transformers, which the app never imports
+# (it would pull torch into the UI process): the analysis runs in a child Python and answers in JSON.
+
+_ANALYSIS_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+args = json.loads(sys.argv[1])
+model = args["model"]
+if model == "demo:SmolLM2-135M-Instruct":
+    from runner.modelzoo import demo_model_dir
+    model = str(demo_model_dir())
+elif model == "tiny:random-llama":
+    from arctui.supervisor.launch import ensure_tiny_model
+    model = str(ensure_tiny_model())
+from runner.analysis import analyze_prompt_lengths
+from runner.encoders import DEFAULT_GRID_ENCODER
+from runner.errors import UserError
+try:
+    report = analyze_prompt_lengths(args["data"], str(Path(model).expanduser()),
+        grid_encoder=args["encoder"] or DEFAULT_GRID_ENCODER, prompt_version=args["version"])
+except UserError as error:
+    print(json.dumps({"error": str(error)}))
+    sys.exit(0)
+print(json.dumps({"prompts": report.prompts, "percentiles": report.percentiles, "lengths": report.lengths}))
+"""
+
+
+@dataclass(frozen=True)
+class PromptLengths:
+    """Token lengths of every training prompt of a data set, for the share that fits an msl."""
+
+    prompts: int
+    percentiles: dict
+    lengths: tuple[int, ...]
+
+    def share_fitting(self, msl: int) -> float:
+        if not self.lengths:
+            return 0.0
+        return sum(1 for n in self.lengths if n <= msl) / len(self.lengths)
+
+
+def prompt_length_analysis(model: str, data: list[str], encoder: str | None, version: str) -> PromptLengths:
+    """Run ``runner.analysis.analyze_prompt_lengths`` in a child process (see above)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from runner.errors import UserError
+
+    repo_root = Path(__file__).resolve().parents[2]
+    payload = json.dumps({"model": model, "data": data, "encoder": encoder, "version": version})
+    done = subprocess.run(
+        [sys.executable, "-c", _ANALYSIS_SCRIPT, payload],
+        capture_output=True, text=True, cwd=repo_root, timeout=600,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["analysis failed"])[-1]
+        raise UserError(last)
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    if "error" in answer:
+        raise UserError(answer["error"])
+    return PromptLengths(answer["prompts"], answer["percentiles"], tuple(answer["lengths"]))
+
+
+def describe_fit(analysis: PromptLengths, msl: int | None) -> str:
+    """``65% of 835 prompts fit msl 2048 (p50 1475, p90 4182, max 10420)``."""
+    p = analysis.percentiles
+    spread = f"p50 {p.get('p50')}, p90 {p.get('p90')}, max {p.get('max')} tokens"
+    if msl is None:
+        return f"{analysis.prompts} prompts: {spread}"
+    share = analysis.share_fitting(msl)
+    text = f"{share * 100:.0f}% of {analysis.prompts} prompts fit msl {msl} ({spread})"
+    if share < 0.95:
+        text += f"; {100 - share * 100:.0f}% would be skipped"
+    return text

