@@ -32,7 +32,7 @@ DEVICE_MAPS = ("None", "balanced", "auto", "custom")
 TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
 LR_SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-    "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay",
+    "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
 )
 NAME_RE = re.compile(r"[A-Za-z0-9._\-+:@]{1,100}")
 # Keys the supervisor sets per run; a config may not choose them.
@@ -66,13 +66,17 @@ FIELDS: dict[str, _Field] = {
     "logging_steps": _Field("int", None, minimum=1),
     "eval_steps": _Field("int", None, minimum=1),
     "save_steps": _Field("int", None, minimum=1),
+    "save_total_limit": _Field("int", None, minimum=1),
     "batch_size": _Field("int", None, minimum=1),
     "per_device_train_batch_size": _Field("int", None, minimum=1),
     "n_gpus": _Field("int", None, minimum=1, help="GPUs to use (with gpus: auto)"),
-    "device_map": _Field("choice", None, choices=DEVICE_MAPS),
+    # Always passed: the runner's own default ("custom") would split the model over GPUs.
+    "device_map": _Field("choice", "None", choices=DEVICE_MAPS, help="None = data parallel"),
     "learning_rate": _Field("float", None, minimum=0.0),
     "lr_scheduler_type": _Field("choice", None, choices=LR_SCHEDULERS),
+    "lr_num_cycles": _Field("int", None, minimum=1),
     "warmup_ratio": _Field("float", None, minimum=0.0),
+    "max_grad_norm": _Field("float", None, minimum=0.0),
     "lora_r": _Field("int", None, minimum=1),
     "lora_alpha": _Field("float", None, minimum=0.0),
     "lora_dropout": _Field("float", None, minimum=0.0),
@@ -82,6 +86,7 @@ FIELDS: dict[str, _Field] = {
     "torch_dtype": _Field("choice", None, choices=TORCH_DTYPES),
     "random_seed": _Field("int", None, minimum=0),
     "remove_train_samples_to_fit_max_seq_len": _Field("bool", None),
+    "group_by_length": _Field("bool", None),
     "verbose": _Field("bool", None),
     "report_to": _Field("str", None),
 }
@@ -353,15 +358,12 @@ class RunConfig:
             if key == "model_path" and model_path is not None:
                 value = str(model_path)
             if key == "n_gpus" and value is None and self.gpus != "cpu":
-                value = self.num_processes
+                value = self.gpu_count
             if value is None:
                 continue
             flag = f"--{key}"
             if field.kind == "bool":
-                if value:
-                    argv.append(flag)
-                elif key != "remove_train_samples_to_fit_max_seq_len":
-                    argv.append(f"--no-{key}")
+                argv.append(flag if value else f"--no-{key}")
             elif field.kind == "pairs":
                 for file, version in value:
                     argv += [flag, file, version]

