@@ -23,15 +23,22 @@ and reopening it shows them live again, wherever they were launched from (`arctu
 """
 
 
-def bindings_table(title: str, bindings: list[Binding], app) -> Table:
+def binding_entries(bindings: list[Binding], app) -> list[tuple[str, str]]:
+    """(keys as displayed, description) for every described binding."""
+    entries = []
+    for binding in bindings:
+        if binding.description:
+            keys = ", ".join(app.get_key_display(Binding(key.strip(), "")) for key in binding.key.split(","))
+            entries.append((keys, binding.description))
+    return entries
+
+
+def bindings_table(title: str, entries: list[tuple[str, str]]) -> Table:
     table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column("key", style="bold cyan", no_wrap=True)
     table.add_column("action")
-    for binding in bindings:
-        if not binding.description:
-            continue
-        keys = ", ".join(app.get_key_display(Binding(key.strip(), "")) for key in binding.key.split(","))
-        table.add_row(keys, binding.description)
+    for keys, description in entries:
+        table.add_row(keys, description)
     return table
 
 
@@ -51,6 +58,8 @@ class HelpScreen(ModalScreen[None]):
         super().__init__()
         self.below = below
         """The screen whose bindings are listed first."""
+        self.entries: dict[str, list[tuple[str, str]]] = {}
+        """Group title -> (keys, description) shown."""
 
     def compose(self) -> ComposeResult:
         below = self.below
@@ -58,6 +67,10 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text.from_markup(INTRO), id="help-intro")
             if below is not None and getattr(below, "BINDINGS", None):
                 name = type(below).__name__.removesuffix("Screen") or "Screen"
-                yield Static(bindings_table(f"{name} screen", _as_bindings(below.BINDINGS), self.app))
-            yield Static(bindings_table("Everywhere", _as_bindings(self.app.BINDINGS), self.app))
+                self.entries[f"{name} screen"] = binding_entries(_as_bindings(below.BINDINGS), self.app)
+            self.entries["Everywhere"] = binding_entries(_as_bindings(self.app.BINDINGS), self.app) + [
+                ("ctrl+p", "Command palette"),
+            ]
+            for title, entries in self.entries.items():
+                yield Static(bindings_table(title, entries))
             yield Static(Text("escape closes this help", style="dim"))

@@ -184,7 +184,6 @@ class RunsScreen(ArcScreen):
             return  # a read started before the filter or sort changed; the next poll is current
         if message.sort != COLUMN_BY_KEY[self.sort_key].sort_field:
             return
-        self.query_one("#where", Input).remove_class("-invalid")
         self._apply_rows(message.rows)
         self._update_status()
 

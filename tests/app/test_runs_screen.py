@@ -1,0 +1,154 @@
+"""Pilot tests of the app shell and the Runs screen on a store filled through RunStore."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Input
+
+from arctui.app import make_app
+from arctui.screens.help import HelpScreen
+from arctui.screens.runs import RunsScreen
+
+
+async def wait_for(pilot, predicate, tries: int = 100) -> None:
+    """Let workers and timers run until ``predicate()`` holds (fails the test if it never does)."""
+    for _ in range(tries):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    assert predicate(), "condition never became true"
+
+
+def table_ids(app) -> list[str]:
+    table = app.screen.query_one("#runs-table", DataTable)
+    return [row.value for row in table.rows]
+
+
+async def test_runs_screen_lists_most_recent_first(seeded):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        assert isinstance(app.screen, RunsScreen)
+        assert table_ids(app) == ["5", "4", "3", "2", "1"]
+        table = app.screen.query_one("#runs-table", DataTable)
+        assert str(table.get_cell("3", "status")) == "running"
+        assert str(table.get_cell("3", "progress")).endswith("40/100")
+        assert str(table.get_cell("1", "s_per_step")) == "3.3"
+        assert str(table.get_cell("1", "vram")) == "21.0 GB"
+        assert str(table.get_cell("1", "accuracy")) == "5.0%"
+
+
+async def test_sort_cycles_and_reverses(seeded):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        app.screen.sort_by("s_per_step", descending=False)
+        await wait_for(pilot, lambda: table_ids(app)[:3] == ["3", "2", "1"])
+        await pilot.press("S")
+        await wait_for(pilot, lambda: table_ids(app)[:3] == ["1", "2", "3"])
+        # NULLs stay last whatever the direction (the store's rule)
+        assert set(table_ids(app)[3:]) == {"4", "5"}
+
+
+async def test_filter_with_where_language(seeded):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        await pilot.press("slash")
+        assert app.focused is app.screen.query_one("#where", Input)
+        app.focused.value = "msl>=4096 or status=running"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: sorted(table_ids(app)) == ["1", "3"])
+        assert app.screen.where == "msl>=4096 or status=running"
+
+
+async def test_bad_filter_is_marked_and_notified_not_fatal(seeded):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        await pilot.press("slash", *"modle~Smol", "enter")
+        where = app.screen.query_one("#where", Input)
+        await wait_for(pilot, lambda: where.has_class("-invalid"))
+        messages = [n.message for n in app._notifications]
+        assert any("unknown field 'modle'" in m and "model" in m for m in messages)
+        assert app.screen.where == ""  # the old filter stays in force
+        assert len(table_ids(app)) == 5
+
+
+async def test_select_several_and_compare(seeded):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=table.get_row_index("2"))
+        await pilot.press("space")  # marks run 2, moves to run 1
+        await pilot.press("space")  # marks run 1
+        runs = app.screen
+        assert runs.selected == frozenset({"1", "2"})
+        assert str(table.get_cell("2", "mark")) == "●"
+        await pilot.press("c")
+        await pilot.pause()
+        from arctui.screens.compare import CompareScreen
+
+        assert isinstance(app.screen, CompareScreen)
+        assert app.screen.run_ids == ["2", "1"]
+
+
+async def test_compare_needs_two_runs(seeded):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        await pilot.press("c")
+        assert isinstance(app.screen, RunsScreen)
+        assert any("at least two" in n.message for n in app._notifications)
+
+
+async def test_help_lists_bindings_and_closes(seeded):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        described = {d for entries in app.screen.entries.values() for _, d in entries}
+        assert {"Compare", "Filter", "New run", "Stop", "Help", "Command palette"} <= described
+        assert "Runs screen" in app.screen.entries
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_every_binding_has_description_and_id():
+    from arctui.app import ArcTuiApp
+    from arctui.screens.compare import CompareScreen
+    from arctui.screens.gpus import GpusScreen
+    from arctui.screens.new_run import NewRunScreen
+    from arctui.screens.run import RunScreen
+
+    for owner in (ArcTuiApp, RunsScreen, RunScreen, CompareScreen, GpusScreen, NewRunScreen, HelpScreen):
+        for binding in owner.BINDINGS:
+            assert binding.description, (owner, binding.key)
+            assert binding.id, (owner, binding.key)
+
+
+async def test_command_palette_offers_screen_actions(seeded):
+    from arctui.screens.commands import ArcCommands
+
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        provider = ArcCommands(app.screen)
+        names = [hit.text async for hit in provider.discover()]
+        assert "Compare selected runs" in names
+        assert "Sort runs by s/step" in names
+        assert "New run" in names
+        hits = [hit async for hit in provider.search("sort s/step")]
+        assert hits
+        hits[0].command()
+        await wait_for(pilot, lambda: app.screen.sort_key == "s_per_step")
+
+
+async def test_unreachable_database_is_a_notification(tmp_path):
+    app = make_app(f"sqlite:///{tmp_path / 'missing-folder' / 'x.db'}")
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(app._notifications) > 0)
+        assert isinstance(app.screen, RunsScreen)
+        message = next(iter(app._notifications)).message
+        assert "missing-folder" in message
+        assert "\n" not in message
