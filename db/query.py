@@ -5,7 +5,7 @@ parameters; field names come from a fixed table, never from the user's text).
     term   := factor ("and" factor)*
     factor := "not" factor | "(" expr ")" | FIELD OP VALUE
     OP     := = | != | < | <= | > | >= | ~        (~ is a case-insensitive substring match)
-    VALUE  := bare word | "double quoted" | 'single quoted'
+    VALUE  := bare word (letters, digits, . _ - / : + @ * %) | "double quoted" | 'single quoted'
 
 Examples: ``model~SmolLM and msl>=2048 and status=completed``, ``tag=baseline``, ``s_per_step<2``,
 ``(lr<1e-4 or lora_r=64) and not status=failed``.
@@ -128,7 +128,7 @@ def resolve_field(name: str, position: int = 0, *, what: str = "--where") -> Fie
 
 # ---------------------------------------------------------------------------------------------- lexer
 
-_WORD = re.compile(r"[A-Za-z0-9._\-/:+@*]+")
+_WORD = re.compile(r"[A-Za-z0-9._\-/:+@*%]+")
 _OPERATOR = re.compile(r"!=|<=|>=|==|=|<|>|~")
 
 
@@ -253,7 +253,7 @@ class _Parser:
             self.i += 1
             node = self.expr()
             if self.token.kind != "rparen":
-                raise self.fail(f"expected ')' to close the '(' at position {token.position}")
+                raise self.fail(f"expected ')' (to close position {token.position})")
             self.i += 1
             return node
         if token.kind != "word" or token.text.lower() in KEYWORDS:
