@@ -21,6 +21,7 @@ torch and transformers are imported inside the functions, so importing this modu
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -311,7 +312,24 @@ def ensure_demo_model() -> Path:
     target = demo_model_dir()
     if is_complete(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # One conversion at a time (two `make test` or launches on one machine): the second waits,
+        # then finds the marker and reuses the folder instead of replacing it under the first's feet.
+        with open(target.parent / f".{DEMO_MODEL_NAME}.lock", "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            if is_complete(target):
+                return target
+            _convert_demo_model(target)
+    except OSError as exc:
+        raise ModelError(
+            f"cannot write the model cache {target.parent}: {exc.strerror or exc}; "
+            "set ARCTUI_MODELS to a writable folder"
+        ) from exc
+    return target
+
+
+def _convert_demo_model(target: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="smollm2-", dir=target.parent) as tmp:
         tmp_path = Path(tmp)
         gguf_path = _download_gguf(tmp_path / "download")
@@ -326,7 +344,6 @@ def ensure_demo_model() -> Path:
             shutil.rmtree(target)
         staging.rename(target)
         (target / DEMO_MARKER).write_text(json.dumps(facts, indent=2) + "\n")
-    return target
 
 
 def build_shape_model(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
@@ -382,8 +399,8 @@ def list_cached_models() -> list[dict]:
         return []
     rows = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if folder.name.startswith("smollm2-"):
-            continue  # a conversion in progress (or abandoned) in a temporary folder
+        if not (folder / "config.json").is_file() and folder.name != DEMO_MODEL_NAME:
+            continue  # not a model: a build or conversion in progress in a temporary folder
         try:
             validate_model_dir(folder)
             usable = True

@@ -290,6 +290,17 @@ def test_unreachable_registry_is_one_clear_line(tmp_path):
     assert not any(tmp_path.rglob(DEMO_MARKER))
 
 
+def test_unwritable_model_cache_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli("models", "demo", env={"ARCTUI_MODELS": str(blocker / "models")})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"arctui: error: cannot write the model cache {blocker / 'models'}: Not a directory; "
+        "set ARCTUI_MODELS to a writable folder"
+    ]
+
+
 # ---- the CLI ------------------------------------------------------------------------------------------
 
 
