@@ -263,7 +263,7 @@ def read_gpus(store=None) -> tuple[list[GpuReading], str | None]:
     try:
         gpus = list_gpus()
     except Exception as error:  # NVML missing or broken: the app shows the reason, never crashes
-        return [], f"no NVIDIA GPU: {error}"
+        return [], str(error)
     if not gpus:
         return [], "no NVIDIA GPU or driver found; runs go on the CPU"
     holders: dict[int, tuple[str, str]] = {}

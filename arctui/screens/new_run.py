@@ -164,7 +164,7 @@ class NewRunScreen(ArcScreen):
         self.notes: dict[str, str] = {}
         """Field key -> a hint shown under a valid field (accumulation, prompt fit, encoded grid)."""
         self._fit_cache: dict[tuple, object] = {}
-        self._model_verdicts: dict[str, str | None] = {}
+        self._model_verdicts: dict[str, tuple[str | None, str]] = {}
         self._no_gpu_reason: str | None = None
         self._wanted_gpus: object = "auto"
         self._launching = False
@@ -180,6 +180,7 @@ class NewRunScreen(ArcScreen):
                     [(preset_label(p), str(p)) for p in presets],
                     prompt="a preset in configs/ (or k on a run to clone it)",
                     id="preset",
+                    compact=True,
                 )
             for field in TEXT_FIELDS:
                 if field.key == "train_data":
@@ -187,7 +188,7 @@ class NewRunScreen(ArcScreen):
                         yield Label("prompt version")
                         versions = prompt_versions()
                         yield Select([(v, v) for v in versions], value=versions[min(1, len(versions) - 1)],
-                                     allow_blank=False, id="prompt_version")
+                                     allow_blank=False, id="prompt_version", compact=True)
                 with Horizontal(classes="field"):
                     yield Label(field.label)
                     suggester = None
@@ -200,6 +201,7 @@ class NewRunScreen(ArcScreen):
                         type=field.input_type if field.input_type == "integer" else "text",
                         id=f"field-{field.key}",
                         suggester=suggester,
+                        compact=True,
                     )
                 yield Static("", id=f"note-{field.key}", classes="field-note")
                 if field.key == "grid_encoder":
@@ -207,15 +209,16 @@ class NewRunScreen(ArcScreen):
                 if field.key == "per_device_train_batch_size":
                     with Horizontal(classes="field"):
                         yield Label("GPUs")
-                        yield SelectionList[int](id="gpu-select")
+                        yield SelectionList[int](id="gpu-select", compact=True)
                     yield Static("looking for GPUs...", id="note-gpus", classes="field-note")
         with Horizontal(id="new-run-buttons"):
-            yield Button("Launch (ctrl+l)", variant="success", id="launch", disabled=True)
-            yield Button("Save YAML (ctrl+s)", id="save")
+            yield Button("Launch (ctrl+l)", variant="success", id="launch", disabled=True, compact=True)
+            yield Button("Save YAML (ctrl+s)", id="save", compact=True)
             yield Static("", id="new-run-problems")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#gpu-select").display = False
         self.load_gpus()
         if self.clone_from is not None:
             self.load_cloned_run(self.clone_from)
@@ -457,11 +460,11 @@ class NewRunScreen(ArcScreen):
         model = self.text("model_path")
         if model:
             if model in self._model_verdicts:
-                verdict = self._model_verdicts[model]
+                verdict, note = self._model_verdicts[model]
                 if verdict:
                     errors["model_path"] = verdict
                 else:
-                    notes["model_path"] = "✓ model config and tokenizer found"
+                    notes["model_path"] = note
             else:
                 pending.add("model_path")
                 notes["model_path"] = "checking the folder..."
@@ -491,10 +494,9 @@ class NewRunScreen(ArcScreen):
             field_input.set_class(invalid, "-invalid")
             note.set_class(invalid, "-error")
             note.set_class(not invalid and self.notes.get(field.key, "").startswith("✓"), "-ok")
-            if invalid:
-                note.update(Text("✗ " + errors[field.key]))
-            else:
-                note.update(Text(self.notes.get(field.key, "")))
+            text = "✗ " + errors[field.key] if invalid else self.notes.get(field.key, "")
+            note.update(Text(text))
+            note.display = bool(text)
         self._update_launch()
 
     def _update_launch(self) -> None:
@@ -517,11 +519,11 @@ class NewRunScreen(ArcScreen):
     # -- slow checks ---------------------------------------------------------------------------------
     @work(thread=True, exit_on_error=False, group="new-run-model")
     def _model_worker(self, path: str) -> None:
-        reason = model_problem(path)
-        self.app.call_from_thread(self._model_checked, path, reason)
+        verdict = check_model_path(path)
+        self.app.call_from_thread(self._model_checked, path, verdict)
 
-    def _model_checked(self, path: str, reason: str | None) -> None:
-        self._model_verdicts[path] = reason
+    def _model_checked(self, path: str, verdict: tuple[str | None, str]) -> None:
+        self._model_verdicts[path] = verdict
         self.validate_all()
 
     def _fit_note(self, errors: dict[str, str]) -> str:
@@ -650,17 +652,20 @@ class NewRunScreen(ArcScreen):
         ]
 
 
-def model_problem(path: str) -> str | None:
-    """Why ``path`` cannot be trained (None when it holds a model config and a tokenizer)."""
+def check_model_path(path: str) -> tuple[str | None, str]:
+    """(why ``path`` cannot be trained or None, a note for the field)."""
     from arctui.config import DEMO_MODEL_REF, TINY_MODEL_REF
     from runner.errors import UserError
+    from runner.modelzoo import demo_model_dir, is_complete, validate_model_dir
 
-    if path in (DEMO_MODEL_REF, TINY_MODEL_REF):
-        return None  # resolved (built or converted once) by the supervisor at launch
-    from runner.modelzoo import validate_model_dir
-
+    if path == DEMO_MODEL_REF:
+        if is_complete(demo_model_dir()):
+            return None, f"✓ the offline SmolLM2-135M-Instruct in {demo_model_dir()}"
+        return None, "✓ SmolLM2-135M-Instruct, converted once at launch (or now: arctui models demo)"
+    if path == TINY_MODEL_REF:
+        return None, "✓ a tiny random-init Llama, built at launch (for smoke runs)"
     try:
         validate_model_dir(Path(path).expanduser())
     except UserError as error:
-        return str(error)
-    return None
+        return str(error), ""
+    return None, "✓ model config and tokenizer found"

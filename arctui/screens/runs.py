@@ -49,7 +49,7 @@ def _progress(row: RunRow, now: float) -> Text:
     if row.step is None:
         return Text("")
     label = f"{row.step}/{row.max_steps}" if row.max_steps else str(row.step)
-    return Text.assemble((progress_bar(row.step, row.max_steps, 6), "green"), " ", label)
+    return Text.assemble((progress_bar(row.step, row.max_steps, 5), "green"), " ", label)
 
 
 def _batch(row: RunRow, now: float) -> str:
@@ -58,15 +58,19 @@ def _batch(row: RunRow, now: float) -> str:
     return f"{row.batch_size}/{row.per_device_batch}" if row.per_device_batch else str(row.batch_size)
 
 
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _short_model(row: RunRow, now: float) -> str:
     model = row.model.rstrip("/")
-    return model.rsplit("/", 1)[-1] if model else "-"
+    return _clip(model.rsplit("/", 1)[-1], 22) if model else "-"
 
 
 def _short_encoder(row: RunRow, now: float) -> str:
     # GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder())) -> Shape(RowNumber(Minimal))
     text = row.encoder.replace("GridEncoder", "").replace("Encoder", "").replace("()", "")
-    return text or "-"
+    return _clip(text, 28) if text else "-"
 
 
 @dataclass(frozen=True)
@@ -80,21 +84,22 @@ class Column:
     width: int | None = None
 
 
+# Live figures first, settings after: at 80-120 columns the table scrolls sideways into the settings.
 COLUMNS: tuple[Column, ...] = (
     Column("id", "id", "id", lambda r, n: r.id),
-    Column("name", "name", "name", lambda r, n: r.name, 20),
+    Column("name", "name", "name", lambda r, n: _clip(r.name, 18)),
     Column("status", "status", "status", lambda r, n: status_text(r.status)),
-    Column("model", "model", "model", _short_model, 18),
-    Column("encoder", "encoder", "encoder", _short_encoder, 16),
-    Column("msl", "msl", "msl", lambda r, n: format_number(r.max_seq_len)),
-    Column("batch", "bs/dev", "batch_size", _batch),
-    Column("gpus", "gpus", "gpus", lambda r, n: r.gpus or "-"),
     Column("progress", "progress", "progress", _progress),
     Column("loss", "loss", "loss", lambda r, n: format_number(r.loss)),
     Column("eval_loss", "eval", "eval_loss", lambda r, n: format_number(r.eval_loss)),
     Column("s_per_step", "s/step", "s_per_step", lambda r, n: format_number(r.seconds_per_step)),
     Column("vram", "VRAM", "peak_vram", lambda r, n: format_gb(r.peak_vram_gb)),
     Column("accuracy", "acc", "accuracy", lambda r, n: format_percent(r.accuracy, 1)),
+    Column("msl", "msl", "msl", lambda r, n: format_number(r.max_seq_len)),
+    Column("batch", "bs/dev", "batch_size", _batch),
+    Column("gpus", "gpus", "gpus", lambda r, n: r.gpus or "-"),
+    Column("model", "model", "model", _short_model),
+    Column("encoder", "encoder", "encoder", _short_encoder),
     Column("created", "created", "created", lambda r, n: format_age(r.created_at, n)),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
@@ -140,6 +145,7 @@ class RunsScreen(ArcScreen):
             yield Input(
                 placeholder="filter, e.g. model~SmolLM and msl>=2048 and status=completed   (/ to focus)",
                 id="where",
+                compact=True,
             )
         table: DataTable = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield table

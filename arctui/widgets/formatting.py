@@ -27,8 +27,7 @@ def format_number(value: float | int | None, digits: int = 3) -> str:
     if magnitude >= 100:
         return f"{value:.0f}"
     if magnitude >= 0.001:
-        text = f"{value:.{digits}g}"
-        return text
+        return f"{value:#.{digits}g}"  # '#' keeps trailing zeros so columns line up: 0.390, 3.30
     return f"{value:.1e}"
 
 
