@@ -60,6 +60,7 @@ LR_SCHEDULERS = (
 )
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
+DATA_ORDER_FILE = "data_order.jsonl"
 
 
 @dataclasses.dataclass
@@ -341,6 +342,7 @@ class Run:
         self.stop = stop
         self.started = time.time()
         self.events: EventWriter | None = None
+        self.data_order = None
         self.step = 0
         self.last_train_loss: float | None = None
         self.last_eval_loss: float | None = None
@@ -416,6 +418,9 @@ class Run:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "cfg.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         self.events = EventWriter(self.cfg.events_path, enabled=acc.is_main_process)
+        # Which samples each step saw (one line per step): the data order is inspectable and a resumed
+        # run can be checked against an uninterrupted one.
+        self.data_order = (self.output_dir / DATA_ORDER_FILE).open("a") if acc.is_main_process else None
 
     def build_model(self) -> None:
         import torch
@@ -691,6 +696,9 @@ class Run:
                 if cuda:
                     torch.cuda.synchronize()
                 self.step += 1
+                if self.data_order is not None:
+                    self.data_order.write(json.dumps({"step": self.step, "samples": [s.sample_id for s in batch]}) + "\n")
+                    self.data_order.flush()
                 window["seconds"] += time.perf_counter() - step_started
                 window["steps"] += 1
                 window["loss"] = window["loss"] + figures["loss"]
@@ -762,6 +770,8 @@ class Run:
             eval_loss=self.last_eval_loss,
         )
         self.events.close()
+        if self.data_order is not None:
+            self.data_order.close()
 
 
 def _empty_window() -> dict[str, Any]:

