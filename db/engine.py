@@ -63,6 +63,8 @@ def check_sqlite_path(path: Path, *, create_parent: bool) -> None:
                 f"cannot create the folder {parent} for the database ({exc.strerror}): "
                 "set ARCTUI_HOME or --db to a writable place"
             ) from None
+    if parent.exists() and not parent.is_dir():
+        raise StoreError(f"{parent} is a file, not a folder (database {path}): choose another --db path")
     if not parent.is_dir():
         raise StoreError(
             f"folder {parent} does not exist (database {path}): create it or choose another --db path"
@@ -112,9 +114,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode.lower() not in ("wal", "memory"):
-                cursor.execute("PRAGMA journal_mode = WAL")
+            # WAL is switched on by ensure_wal() once the file is known to be ours (it rewrites the header).
             # WAL + NORMAL: durable against application crashes, never corrupts; skips an fsync per commit.
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
@@ -126,6 +126,17 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         # SQLITE_BUSY without waiting when another writer committed in between.
         immediate = connection.get_execution_options().get("arctui_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def ensure_wal(engine: Engine) -> None:
+    """Put an SQLite database in WAL mode (persistent in the file; readers never block the writer)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        mode = driver.execute("PRAGMA journal_mode").fetchone()[0].lower()
+        if mode not in ("wal", "memory"):
+            driver.execute("PRAGMA journal_mode = WAL")
 
 
 def describe_driver_error(exc: BaseException, url: URL) -> str:

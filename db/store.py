@@ -29,6 +29,7 @@ from sqlalchemy.engine import URL, Engine
 from db import query
 from db.engine import (
     check_sqlite_path,
+    ensure_wal,
     make_engine,
     parse_url,
     safe_url,
@@ -81,6 +82,7 @@ __all__ = [
     "RunStore",
     "RunSummary",
     "SeriesPoint",
+    "database_url",
     "schema_revision",
     "upgrade",
 ]
@@ -136,6 +138,11 @@ def _resolve_url(url: str | None) -> tuple[URL, bool]:
 
     is_default = url is None
     return parse_url(default_db_url() if url is None else url), is_default
+
+
+def database_url(url: str | None = None) -> str:
+    """The URL the store opens for ``url`` (None: the default), password hidden: for messages."""
+    return safe_url(_resolve_url(url)[0])
 
 
 def _engine_for(url: str | None) -> tuple[Engine, URL]:
@@ -242,7 +249,10 @@ def upgrade(url: str | None = None, revision: str = "heads") -> tuple[str | None
     """Migrate the database at ``url`` (created if new) to ``revision``; returns (from, to)."""
     engine, parsed = _engine_for(url)
     try:
-        return _migrate(engine, parsed, revision)
+        moved = _migrate(engine, parsed, revision)
+        with translate_errors(parsed):
+            ensure_wal(engine)
+        return moved
     finally:
         engine.dispose()
 
@@ -560,6 +570,8 @@ class RunStore:
                         f"{HEAD_REVISION}: run `arctui db upgrade`"
                     )
                 _migrate(engine, parsed)
+            with translate_errors(parsed):
+                ensure_wal(engine)
         except BaseException:
             engine.dispose()
             raise
