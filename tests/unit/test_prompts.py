@@ -43,7 +43,10 @@ def test_v1_layout(task):
     assert conversation.system == "You are a helpful assistant."
     user = conversation.user
     assert user.count("## Example ") == len(task["train"])
-    assert "## Example 1\n\n### Input\n\n```grid shape: 3x3\n1 077\n2 777\n3 077\n```\n\n### Output\n\n```grid shape: 9x9\n" in user
+    assert (
+        "## Example 1\n\n### Input\n\n```grid shape: 3x3\n1 077\n2 777\n3 077\n```\n\n### Output\n\n```grid shape: 9x9\n"
+        in user
+    )
     assert user.rstrip().endswith("## Test case\n\n### Input\n\n" + ENCODER.to_text(task["test"][0]["input"]))
     assert conversation.answer == "### Output\n\n" + ENCODER.to_text(task["test"][0]["output"])
 
@@ -55,7 +58,9 @@ def test_v0_has_long_system_prompt_and_v1_is_shorter(task):
     assert len(v0.system + v0.user) > len(v1.system + v1.user) + 500
 
 
-@pytest.mark.parametrize("version, key", [("input-from-inputs-v0", "input"), ("output-from-outputs-v0", "output")])
+@pytest.mark.parametrize(
+    "version, key", [("input-from-inputs-v0", "input"), ("output-from-outputs-v0", "output")]
+)
 def test_generative_versions(task, version, key):
     conversation = build_conversation(task, 0, ENCODER, version)
     assert conversation.user.count("## Grid example ") == len(task["train"])
