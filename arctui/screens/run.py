@@ -7,7 +7,6 @@ snapshot redraws nothing.
 
 from __future__ import annotations
 
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -38,28 +37,32 @@ def series_of(detail: RunDetail, key: str, name: str, colour: str) -> Series | N
     return Series(name, series.steps, series.values, colour)
 
 
-def gpu_table(gpus: tuple[GpuReading, ...] | list[GpuReading], on_cpu: bool) -> Table | Text:
-    """VRAM used/total and utilization per GPU, as bars."""
+def short_gpu_name(name: str) -> str:
+    return name.removeprefix("NVIDIA ").removeprefix("GeForce ")
+
+
+def gpu_lines(gpus: tuple[GpuReading, ...] | list[GpuReading], on_cpu: bool) -> Text:
+    """Two lines per GPU: name and utilization, then a VRAM used/total bar (fits 30 columns)."""
     if not gpus:
         return Text("CPU run: no GPU memory to show" if on_cpu else "no GPU samples yet", style="dim")
-    table = Table(show_header=True, box=None, padding=(0, 1, 0, 0), expand=True)
-    table.add_column("gpu", no_wrap=True)
-    table.add_column("VRAM", no_wrap=True, ratio=1)
-    table.add_column("util", no_wrap=True, justify="right")
+    text = Text()
     for gpu in gpus:
+        if text:
+            text.append("\n")
+        util = format_percent(None if gpu.utilization is None else gpu.utilization / 100)
+        text.append(f"{gpu.index} ", style="bold")
+        text.append(f"{short_gpu_name(gpu.name)}  util {util}\n")
         used, total = gpu.memory_used_gb, gpu.memory_total_gb
         if used is not None and total:
             share = used / total
             filled = round(share * 10)
-            bar = Text.assemble(
-                ("█" * filled, "red" if share > 0.9 else "green"),
-                ("░" * (10 - filled), "dim"),
-                f" {used:.1f}/{total:.0f} GB",
-            )
+            text.append("  ")
+            text.append("█" * filled, style="red" if share > 0.9 else "green")
+            text.append("░" * (10 - filled), style="dim")
+            text.append(f" {used:.1f}/{total:.0f} GB")
         else:
-            bar = Text(format_gb(used))
-        table.add_row(f"{gpu.index} {gpu.name}", bar, format_percent(None if gpu.utilization is None else gpu.utilization / 100))
-    return table
+            text.append(f"  VRAM {format_gb(used)}")
+    return text
 
 
 class RunScreen(ArcScreen):
@@ -133,7 +136,7 @@ class RunScreen(ArcScreen):
         if old is None or old.series != detail.series:
             self._show_plots(detail)
         self._show_progress(detail)
-        self.query_one("#run-gpus", Static).update(gpu_table(detail.gpus, detail.row.gpus == "cpu"))
+        self.query_one("#run-gpus", Static).update(gpu_lines(detail.gpus, detail.row.gpus == "cpu"))
         if old is None or old.log_tail != detail.log_tail:
             self._show_log(detail.log_tail)
 
@@ -186,11 +189,9 @@ class RunScreen(ArcScreen):
         skipped = detail.share_over_msl
         style = "bold yellow" if skipped and skipped > 0.05 else ""
         lines.append(
-            f"prompts skipped for length: {format_percent(skipped, 1)}",
+            f"skipped {format_percent(skipped, 1)} of prompts (> msl {format_number(row.max_seq_len)})",
             style=style,
         )
-        if skipped and skipped > 0.05:
-            lines.append(f" (msl {format_number(row.max_seq_len)})", style=style)
         self.query_one("#run-progress-text", Static).update(lines)
 
     def _show_log(self, tail: tuple[str, ...]) -> None:
@@ -210,6 +211,10 @@ class RunScreen(ArcScreen):
 
     def watch_show_log(self, show: bool) -> None:
         self.query_one("#run-log").display = show
+
+    def on_resize(self) -> None:
+        # Short terminals: one speed plot is readable, two are not; tokens/s stays in the progress panel.
+        self.query_one("#tokens-plot").display = self.size.height >= 32 or not self.show_log
 
     # -- actions -------------------------------------------------------------------------------------
     def action_toggle_log(self) -> None:

@@ -109,6 +109,8 @@ SELECT_MARK = "●"
 class RunsScreen(ArcScreen):
     """Every run, most recent first; open one, select several to compare, launch new ones."""
 
+    AUTO_FOCUS = "#runs-table"
+
     BINDINGS = [
         Binding("enter", "open_run", "Open", id="runs.open"),
         Binding("space", "toggle_select", "Select", id="runs.select"),
@@ -143,7 +145,7 @@ class RunsScreen(ArcScreen):
         with Horizontal(id="runs-bar"):
             yield Static("arctui", id="runs-title")
             yield Input(
-                placeholder="filter, e.g. model~SmolLM and msl>=2048 and status=completed   (/ to focus)",
+                placeholder="/ filter: model~SmolLM and msl>=2048 and status=completed",
                 id="where",
                 compact=True,
             )

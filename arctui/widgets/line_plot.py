@@ -57,6 +57,10 @@ def _line_dots(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
             y0 += sy
 
 
+def _axis_label(value: float) -> str:
+    return format_number(int(value)) if float(value).is_integer() else format_number(value)
+
+
 def render_plot(series: Sequence[Series], width: int, height: int, empty_message: str = "no data yet") -> Text:
     """Render ``series`` into ``height`` lines of ``width`` cells: y labels, plot area, x axis, legend."""
     lines = Text()
@@ -123,7 +127,7 @@ def render_plot(series: Sequence[Series], width: int, height: int, empty_message
             else:
                 lines.append(chr(_BRAILLE_BASE + cell[0]), style=cell[1])
         lines.append("\n")
-    left, right = format_number(xmin), format_number(xmax)
+    left, right = _axis_label(xmin), _axis_label(xmax)
     axis = " " * label_width + "└" + left + right.rjust(max(0, plot_w - len(left)))
     lines.append(axis[:width] + "\n", style="dim")
     legend.truncate(width)

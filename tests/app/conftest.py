@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from arctui.supervisor.runfolder import RunFolder
 from db.store import GpuSample, RunStore
 
 @pytest.hookimpl(tryfirst=True)
@@ -118,7 +119,9 @@ def seed_store(folder: Path) -> SeededStore:
         failed = store.create_run(config(batch_size=16, per_device_train_batch_size=2, gpus=[0, 1]), name="2gpu-pdbs2-oom")
         store.set_status(failed.id, "running")
         store.set_status(failed.id, "failed", exit_code=1, error="OutOfMemoryError: CUDA out of memory")
-        store.create_run(config(model_path="/models/Qwen2-0.5B-Instruct", gpus="auto"), name="qwen-next")
+        queued = store.create_run(config(model_path="/models/Qwen2-0.5B-Instruct", gpus="auto"), name="qwen-next")
+        # a launched run always has its folder (the stop request is a file in it)
+        RunFolder.for_run(queued.id, queued.name).create()
         started = store.get_run(running.id).started_at.timestamp()
     return SeededStore(url, running.id, tuple(done), started + 600, log_path)
 
