@@ -42,6 +42,7 @@ class ArcTuiApp(App[int]):
         *,
         clock: Callable[[], float] = time.time,
         poll_seconds: float = POLL_SECONDS,
+        gpu_reader: Callable | None = None,
     ) -> None:
         super().__init__()
         self.db_url = db_url
@@ -50,6 +51,8 @@ class ArcTuiApp(App[int]):
         """Wall clock for ages and ETAs (tests freeze it so snapshots are stable)."""
         self.poll_seconds = poll_seconds
         """How often screens re-read what they show."""
+        self.gpu_reader = gpu_reader
+        """The supervisor's NVML reader to use (None: ``arctui.supervisor.gpus.read_nvml``)."""
         self._store = None
         self._store_lock = threading.Lock()
         self._last_error: tuple[str, float] | None = None

@@ -17,13 +17,17 @@ from arctui.messages import ComparisonLoaded
 from arctui.screens.base import ArcScreen
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import Comparison, read_comparison
-from arctui.widgets.formatting import format_number, format_ratio
+from arctui.widgets.formatting import format_gb, format_number, format_percent, format_ratio
 from arctui.widgets.line_plot import SERIES_COLOURS, LinePlot, Series
 
 
-def _cell(value) -> str:
+def _cell(value, label: str = "") -> str:
     if value is None:
         return "-"
+    if label == "accuracy":
+        return format_percent(value, 2)
+    if label == "peak VRAM":
+        return format_gb(value)
     if isinstance(value, float):
         return format_number(value)
     return str(value)
@@ -46,7 +50,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     for label, values in comparison.metrics:
         cells = []
         for i, value in enumerate(values):
-            text = _cell(value)
+            text = _cell(value, label)
             if i != base and value is not None and values[base]:
                 text += f" ({format_ratio(value, values[base])})"
             cells.append(text)
@@ -143,7 +147,7 @@ class CompareScreen(ArcScreen):
         for label, values in comparison.metrics:
             cells = []
             for i, value in enumerate(values):
-                cell = Text(_cell(value))
+                cell = Text(_cell(value, label))
                 if i != base and value is not None and values[base]:
                     cell.append(f" {format_ratio(value, values[base])}", style="dim")
                 cells.append(cell)

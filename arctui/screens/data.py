@@ -221,7 +221,7 @@ COMPARED_METRICS = (
     ("eval loss", "eval_loss"),
     ("s/step", "seconds_per_step"),
     ("tokens/s", "tokens_per_second"),
-    ("peak VRAM GB", "peak_vram_gb"),
+    ("peak VRAM", "peak_vram_gb"),
     ("accuracy", "accuracy"),
 )
 
@@ -256,12 +256,14 @@ def _named_series(store, summary, max_points: int) -> MetricSeries:
 # ---------------------------------------------------------------------------------------------------
 # GPUs
 
-def read_gpus(store=None) -> tuple[list[GpuReading], str | None]:
-    """Every NVIDIA GPU now, with the arctui run holding it; ``([], reason)`` without a driver."""
+def read_gpus(store=None, read=None) -> tuple[list[GpuReading], str | None]:
+    """Every NVIDIA GPU now, with the arctui run holding it; ``([], reason)`` without a driver.
+
+    ``read`` is the supervisor's NVML reader (``arctui.supervisor.gpus.read_nvml`` by default)."""
     from arctui.supervisor.gpus import list_gpus
 
     try:
-        gpus = list_gpus()
+        gpus = list_gpus(read=read) if read is not None else list_gpus()
     except Exception as error:  # NVML missing or broken: the app shows the reason, never crashes
         return [], str(error)
     if not gpus:

@@ -67,7 +67,7 @@ class GpusScreen(ArcScreen):
 
     @work(thread=True, exit_on_error=False, group="gpus-poll")
     def load_gpus(self) -> None:
-        gpus, reason = read_gpus(self.app.store())
+        gpus, reason = read_gpus(self.app.store(), self.app.gpu_reader)
         self.post_message(GpusSampled(gpus, reason))
 
     @on(GpusSampled)
@@ -99,6 +99,10 @@ class GpusScreen(ArcScreen):
             table.move_cursor(row=cursor, animate=False)
         held = sum(1 for g in self.gpus if g.run_id)
         self.query_one("#gpus-title", Static).update(f"GPUs: {len(self.gpus)}  ·  {held} held by arctui runs")
+
+    @on(DataTable.RowSelected, "#gpus-table")
+    def row_chosen(self) -> None:
+        self.action_open_holder()
 
     def action_open_holder(self) -> None:
         table = self.query_one("#gpus-table", DataTable)

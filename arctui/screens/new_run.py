@@ -300,7 +300,7 @@ class NewRunScreen(ArcScreen):
     def load_gpus(self) -> None:
         from arctui.screens.data import read_gpus
 
-        gpus, reason = read_gpus(self.app.store())
+        gpus, reason = read_gpus(self.app.store(), self.app.gpu_reader)
         self.app.call_from_thread(self._set_gpus, gpus, reason)
 
     def _set_gpus(self, gpus: list[GpuReading], reason: str | None) -> None:

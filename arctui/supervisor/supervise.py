@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import signal
 import socket
@@ -35,6 +36,8 @@ from arctui.supervisor.tail import EventTailer, batches
 POLL_SECONDS = 0.2  # event-to-store latency is at most about this plus one transaction
 GPU_SAMPLE_SECONDS = 5.0
 BATCH_EVENTS = 500
+# "fine_tuning: error: ..." (a UserError) or the last line of a Python traceback.
+ERROR_LINE = re.compile(r"^(\w+: error: .+|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*)$")
 FINAL_STATUSES_FROM_RUNNER = ("completed", "stopped", "failed")
 
 
@@ -64,8 +67,16 @@ def error_text(state: StreamState, folder: RunFolder, code: int | None, lines: i
         head = f"{state.error.get('type', 'Error')}: {state.error.get('message', '')}".strip()
         tb = [str(x) for x in (state.error.get("traceback") or [])][-lines:]
         return "\n".join([head, *tb]) if tb else head
-    tail = tail_lines(folder.log_file, lines)
-    return "\n".join([describe_exit(code), *tail])
+    tail = tail_lines(folder.log_file, 60)
+    # accelerate's launcher re-raises the worker's exit as its own traceback, which buries the
+    # runner's one-line "fine_tuning: error: ..." message: keep the log up to that traceback.
+    for i in range(len(tail) - 1, -1, -1):
+        if tail[i].startswith("Traceback") and any("accelerate/commands/launch.py" in x for x in tail[i:]):
+            tail = tail[:i]
+            break
+    head = next((x for x in reversed(tail) if ERROR_LINE.match(x)), None)
+    shown = tail[-lines:]
+    return "\n".join([head or describe_exit(code), *(x for x in shown if x != head)])
 
 
 def final_status(state: StreamState, code: int | None, stop_request: str | None) -> str:
