@@ -32,7 +32,10 @@ def register(subparsers) -> None:
     from runner.prompts import DEFAULT_PROMPT_VERSION, PROMPT_VERSIONS
 
     data = subparsers.add_parser(
-        "data", help="encode, decode, show and partition ARC data", description=__doc__.split("\n")[0]
+        "data",
+        help="encode, decode, show and partition ARC data",
+        description="Look at ARC data as the model sees it: encode and decode grids, show a task's "
+        "training text, write the seed's train/val partition.",
     )
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
