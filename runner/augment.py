@@ -24,6 +24,7 @@ class Augmentation:
     color_map: tuple[int, ...] = IDENTITY_COLORS
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "color_map", tuple(self.color_map))  # lists too; stays hashable
         if self.rotations not in (0, 1, 2, 3):
             raise ValueError(f"rotations must be 0-3, got {self.rotations!r}")
         if sorted(self.color_map) != list(range(10)):

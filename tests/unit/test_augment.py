@@ -45,6 +45,11 @@ def test_color_map_applies_and_reverts():
     assert revert_grid([[0, 2, 1]], aug) == [[0, 1, 9]]
 
 
+def test_color_map_given_as_a_list_is_stored_as_a_tuple():
+    aug = Augmentation(True, 1, list(range(10)))
+    assert aug.color_map == tuple(range(10)) and hash(aug) == hash(Augmentation(True, 1))
+
+
 def test_invalid_augmentation():
     with pytest.raises(ValueError):
         Augmentation(False, 4)
