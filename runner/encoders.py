@@ -366,7 +366,6 @@ class _SpecParser:
                     key = word
                 else:
                     self.pos = save
-            value_pos = self.pos
             self.skip_space()
             value_pos = self.pos
             value = self.value()
