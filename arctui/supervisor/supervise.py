@@ -208,9 +208,10 @@ class Supervisor:
         )
         launch = [sys.executable, "-m", "accelerate.commands.launch",
                   "--num_processes", str(cfg.num_processes), "--num_machines", "1",
-                  "--dynamo_backend", "no"]
+                  "--dynamo_backend", "no", "--mixed_precision", "no"]  # the runner picks bf16 itself
         if not gpu_ids:
-            launch.append("--cpu")
+            threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
+            launch += ["--cpu", "--num_cpu_threads_per_process", threads]
         if cfg.num_processes > 1:
             launch += ["--multi_gpu", "--main_process_port", str(free_port())]
         return [*launch, "-m", "runner.fine_tuning", *argv]
