@@ -59,7 +59,7 @@ def num(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}g}"
+        return f"{value:.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
     return str(value)
 
 
@@ -283,7 +283,7 @@ METRICS = (
     ("steps", "steps", lambda s: s.last_step, None),
     ("s_per_step", "s/step", lambda s: s.seconds_per_step, "speed-up"),
     ("tokens_per_second", "tokens/s", lambda s: s.tokens_per_second, "throughput"),
-    ("duration_s", "duration s", lambda s: duration_seconds(s.run), "time"),
+    ("duration_s", "duration", lambda s: duration_seconds(s.run), "time"),
     ("peak_vram_gb", "peak VRAM GB", lambda s: s.peak_vram_gb, "memory"),
     ("final_loss", "final loss", lambda s: s.final_loss if s.final_loss is not None else s.loss, "delta"),
     ("eval_loss", "eval loss", lambda s: s.eval_loss, "delta"),
@@ -358,27 +358,36 @@ def build_comparison(store, refs: list[str], baseline: str | None, all_params: b
 
 
 def compare_tables(data: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    """Both tables have one row per run. Metrics: s/step with a "speed-up" column (as the seed note
+    reads), every other metric with its ratio or difference to the baseline in parentheses."""
     p_headers = ["run", *data["param_keys"]]
     p_rows = [[f"{r['id']} {r['name']}", *(_param_text(r["params"][k]) for k in data["param_keys"])]
               for r in data["runs"]]
     m_headers = ["run", "status"]
     for _key, header, _get, kind in METRICS:
         m_headers.append(header)
-        if kind:
-            m_headers.append({"speed-up": "speed-up", "delta": "vs baseline"}.get(kind, "ratio"))
+        if kind == "speed-up":
+            m_headers.append("speed-up")
     m_rows = []
     for r in data["runs"]:
         row = [f"{r['id']} {r['name']}", r["status"]]
         for key, _header, _get, kind in METRICS:
             value = r["metrics"][key]
-            if key == "accuracy" and value is not None:
-                row.append(f"{value * 100:.2f}%")
+            if value is None:
+                text = "-"
+            elif key == "accuracy":
+                text = f"{value * 100:.2f}%"
             elif key == "duration_s":
-                row.append(num(None if value is None else round(value, 1), 6))
+                text = fmt_duration(value)
             else:
-                row.append(num(value, 4))
-            if kind:
-                row.append(ratio_text(kind, r["ratios"].get(key), r["baseline"]))
+                text = num(value, 4)
+            compared = ratio_text(kind, r["ratios"].get(key), r["baseline"])
+            if kind == "speed-up":
+                row += [text, compared if value is not None else ""]
+            elif compared and compared != "baseline" and value is not None:
+                row.append(f"{text} ({compared})")
+            else:
+                row.append(text)
         m_rows.append(row)
     # Drop metric columns that are empty for every run (e.g. accuracy before any evaluation).
     keep = [i for i in range(len(m_headers)) if i < 2 or any(row[i] not in ("-", "") for row in m_rows)]
