@@ -20,10 +20,11 @@ import math
 import re
 import time
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, inspect, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, inspect, insert, select, update
 from sqlalchemy.engine import URL, Engine
 
 from db import query
@@ -104,6 +105,8 @@ STEP_METRICS = (
 EVAL_METRICS = ("eval_loss", "eval_seconds")
 KEPT_EVENT_KINDS = frozenset({"start", "eval", "checkpoint", "end", "error", "eval_result"})
 PEAK_MEMORY_PREFIX = "peak_memory_gb/"
+# The summary's seconds_per_step is the median of this many latest points (all of them for short runs).
+MEDIAN_WINDOW = 101
 
 UPDATABLE_FIELDS = frozenset(
     {
@@ -502,32 +505,60 @@ def _median(sorted_values: Sequence[float]) -> float:
 def downsample(points: Sequence[tuple], max_points: int) -> list[tuple]:
     """At most ``max_points`` of ``points`` (tuples whose [1] is the value, in step order): the first and
     last points always, and per bucket of consecutive points its min and its max, in step order. Spikes
-    survive downsampling, which plain striding would drop."""
+    survive downsampling, which plain striding would drop. Per-bucket work is C-level min/max/index."""
     n = len(points)
     if n <= max_points:
         return list(points)
     if max_points < 4:
-        return [points[0], points[-1]][:max_points] if max_points >= 1 else []
-    inner = points[1:-1]
+        return [points[0], points[-1]][:max_points]
+    values = list(map(itemgetter(1), points))
     buckets = (max_points - 2) // 2
-    size = len(inner) / buckets
+    size = (n - 2) / buckets
     out = [points[0]]
     for b in range(buckets):
-        start, end = int(b * size), int((b + 1) * size)
+        start, end = 1 + int(b * size), 1 + int((b + 1) * size)
         if start >= end:
             continue
-        chunk = inner[start:end]
-        values = [p[1] for p in chunk]
-        low = min(range(len(values)), key=values.__getitem__)
-        high = max(range(len(values)), key=values.__getitem__)
+        chunk = values[start:end]
+        low = start + chunk.index(min(chunk))
+        high = start + chunk.index(max(chunk))
         if low == high:
-            out.append(chunk[low])
+            out.append(points[low])
+        elif low < high:
+            out += (points[low], points[high])
         else:
-            first, second = (low, high) if low < high else (high, low)
-            out.append(chunk[first])
-            out.append(chunk[second])
+            out += (points[high], points[low])
     out.append(points[-1])
     return out
+
+
+def _point_tuples(points: Iterable[MetricPoint | tuple]) -> list[tuple[str, int, float, float | None]]:
+    """Validated (key, step, value, wall_time) tuples; NaN/inf values (a diverged loss) are dropped."""
+    rows = []
+    isfinite = math.isfinite
+    for p in points:
+        if type(p) is MetricPoint:
+            key, step, value, wall = p.key, p.step, p.value, p.wall_time
+        else:
+            try:
+                if len(p) == 4:
+                    key, step, value, wall = p
+                else:
+                    (key, step, value), wall = p, None
+            except (TypeError, ValueError):
+                raise StoreError(f"a metric point is (key, step, value[, wall_time]), got {p!r}") from None
+        if type(key) is not str or not key or len(key) > 100:
+            raise StoreError(f"metric key must be a non-empty string of at most 100 chars, got {key!r}")
+        if type(step) is not int:
+            raise StoreError(f"metric step must be an integer, got {step!r} for {key}")
+        if type(value) is not float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise StoreError(f"metric value must be a number, got {value!r} for {key} at step {step}")
+            value = float(value)
+        if not isfinite(value):
+            continue
+        rows.append((key, step, value, wall))
+    return rows
 
 
 def _finite(value: Any) -> float | None:
@@ -872,152 +903,116 @@ class RunStore:
     def append_metrics(self, ref: int | str, points: Iterable[MetricPoint | tuple]) -> int:
         """Insert a batch of metric points; (run, key, step) duplicates are ignored. Returns how many
         were new. The run's summary is updated in the same transaction."""
-        rows = self._point_tuples(points)
+        rows = _point_tuples(points)
         with self._session(write=True) as session:
             connection = session.connection()
             run_id = self._run_id(connection, ref, lock=True)
             return self._insert_points(connection, run_id, rows)
 
-    @staticmethod
-    def _point_tuples(points: Iterable[MetricPoint | tuple]) -> list[tuple[str, int, float, float | None]]:
-        rows = []
-        for p in points:
-            if isinstance(p, MetricPoint):
-                key, step, value, wall = p.key, p.step, p.value, p.wall_time
-            else:
-                try:
-                    key, step, value, *rest = p
-                except (TypeError, ValueError):
-                    raise StoreError(f"a metric point is (key, step, value[, wall_time]), got {p!r}") from None
-                wall = rest[0] if rest else None
-            if not isinstance(key, str) or not key or len(key) > 100:
-                raise StoreError(f"metric key must be a non-empty string of at most 100 chars, got {key!r}")
-            if isinstance(step, bool) or not isinstance(step, int):
-                raise StoreError(f"metric step must be an integer, got {step!r} for {key}")
-            value = _finite(value)
-            if value is None:
-                continue  # NaN/inf (a diverged loss) is not a point; the event keeps the raw value
-            rows.append((key, step, value, wall))
-        return rows
-
     def _insert_points(self, connection: Connection, run_id: int, rows: list[tuple]) -> int:
         """Insert new points, update per-key statistics and the run summary. The caller holds the run's
-        write lock, so reading the statistics and then writing is safe."""
+        write lock, so reading the statistics and then writing them back is safe."""
         if not rows:
             return 0
-        batch: dict[tuple[str, int], tuple] = {}
+        # Group by key; the first point of a repeated (key, step) wins, like ON CONFLICT DO NOTHING.
+        by_key: dict[str, dict[int, tuple]] = {}
         for row in rows:
-            batch.setdefault((row[0], row[1]), row)  # first wins, like ON CONFLICT DO NOTHING
-        keys = sorted({k for k, _ in batch})
+            steps = by_key.get(row[0])
+            if steps is None:
+                steps = by_key[row[0]] = {}
+            steps.setdefault(row[1], row)
         old_stats = {
             r.key: r
             for r in connection.execute(
-                select(metric_stats).where(metric_stats.c.run_id == run_id, metric_stats.c.key.in_(keys))
+                select(metric_stats).where(metric_stats.c.run_id == run_id, metric_stats.c.key.in_(list(by_key)))
             )
         }
-        # Fast path: steps above a key's highest stored step are new. Otherwise ask the table.
-        by_key: dict[str, list[tuple]] = {}
-        for (key, step), row in batch.items():
-            by_key.setdefault(key, []).append(row)
-        new_rows: list[tuple] = []
-        for key, key_rows in by_key.items():
+        params: list[tuple] = []
+        merged: dict[str, list] = {}  # key -> [count, latest, latest_step, min, max]
+        for key, steps in by_key.items():
             old = old_stats.get(key)
-            if old is None or min(r[1] for r in key_rows) > old.latest_step:
-                new_rows.extend(key_rows)
-                continue
-            low, high = min(r[1] for r in key_rows), max(r[1] for r in key_rows)
-            existing = set(
-                connection.execute(
+            # Fast path: steps above the highest stored step of this key are new; otherwise ask the table.
+            if old is not None and min(steps) <= old.latest_step:
+                existing = connection.execute(
                     select(metric_points.c.step).where(
                         metric_points.c.run_id == run_id,
                         metric_points.c.key == key,
-                        metric_points.c.step.between(low, high),
+                        metric_points.c.step.between(min(steps), max(steps)),
                     )
                 ).scalars()
-            )
-            new_rows.extend(r for r in key_rows if r[1] not in existing)
-        if not new_rows:
+                for step in existing:
+                    steps.pop(step, None)
+                if not steps:
+                    continue
+            params.extend([(run_id, k, s, v, w) for k, s, v, w in steps.values()])
+            values = [r[2] for r in steps.values()]
+            top = max(steps)
+            if old is None:
+                merged[key] = [len(values), steps[top][2], top, min(values), max(values)]
+            else:
+                latest, latest_step = (steps[top][2], top) if top >= old.latest_step else (old.latest, old.latest_step)
+                merged[key] = [
+                    old.count + len(values), latest, latest_step, min(old.min, *values), max(old.max, *values)
+                ]
+        if not params:
             return 0
-        connection.execute(
-            self._insert_ignore(metric_points),
-            [{"run_id": run_id, "key": k, "step": s, "value": v, "wall_time": w} for k, s, v, w in new_rows],
+        # The hot path goes straight to the driver's executemany (SQLAlchemy's per-row parameter
+        # processing costs more than SQLite's insert); the SQL is fixed text, every value is bound.
+        marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        connection.exec_driver_sql(
+            f'INSERT INTO metric_points (run_id, "key", step, value, wall_time) '
+            f"VALUES ({marker}, {marker}, {marker}, {marker}, {marker}) ON CONFLICT DO NOTHING",
+            params,
         )
-        self._update_stats(connection, run_id, new_rows, old_stats)
-        return len(new_rows)
+        self._update_stats(connection, run_id, merged, old_stats, len(params), max(p[2] for p in params))
+        return len(params)
 
-    def _update_stats(self, connection: Connection, run_id: int, new_rows: list[tuple], old_stats: dict) -> None:
-        merged: dict[str, dict[str, Any]] = {}
-        for key, step, value, _wall in new_rows:
-            s = merged.get(key)
-            if s is None:
-                old = old_stats.get(key)
-                s = merged[key] = (
-                    {"count": old.count, "latest": old.latest, "latest_step": old.latest_step, "min": old.min, "max": old.max}
-                    if old is not None
-                    else {"count": 0, "latest": value, "latest_step": step, "min": value, "max": value}
-                )
-            s["count"] += 1
-            if step >= s["latest_step"]:
-                s["latest"], s["latest_step"] = value, step
-            if value < s["min"]:
-                s["min"] = value
-            if value > s["max"]:
-                s["max"] = value
-        inserts = [{"run_id": run_id, "key": k, **s} for k, s in merged.items() if k not in old_stats]
-        updates = [{"b_run_id": run_id, "b_key": k, **s} for k, s in merged.items() if k in old_stats]
+    def _update_stats(
+        self, connection: Connection, run_id: int, merged: dict[str, list], old_stats: dict, added: int, top_step: int
+    ) -> None:
+        names = ("count", "latest", "latest_step", "min", "max")
+        inserts = [{"run_id": run_id, "key": k, **dict(zip(names, s))} for k, s in merged.items() if k not in old_stats]
+        updates = [{"b_run_id": run_id, "b_key": k, **dict(zip(names, s))} for k, s in merged.items() if k in old_stats]
         if inserts:
             connection.execute(insert(metric_stats), inserts)
         if updates:
-            from sqlalchemy import bindparam
-
             connection.execute(
                 update(metric_stats)
                 .where(metric_stats.c.run_id == bindparam("b_run_id"), metric_stats.c.key == bindparam("b_key"))
-                .values(
-                    count=bindparam("count"),
-                    latest=bindparam("latest"),
-                    latest_step=bindparam("latest_step"),
-                    min=bindparam("min"),
-                    max=bindparam("max"),
-                ),
+                .values({name: bindparam(name) for name in names}),
                 updates,
             )
         summary = connection.execute(
             select(runs.c.last_step, runs.c.points, runs.c.peak_vram_gb).where(runs.c.id == run_id)
         ).one()
-        values: dict[str, Any] = {
-            "points": (summary.points or 0) + len(new_rows),
-            "updated_at": time.time(),
-        }
-        top_step = max(r[1] for r in new_rows)
+        values: dict[str, Any] = {"points": (summary.points or 0) + added, "updated_at": time.time()}
         if summary.last_step is None or top_step > summary.last_step:
             values["last_step"] = top_step
         if "loss" in merged:
-            values["loss"], values["min_loss"] = merged["loss"]["latest"], merged["loss"]["min"]
+            values["loss"], values["min_loss"] = merged["loss"][1], merged["loss"][3]
         if "eval_loss" in merged:
-            values["eval_loss"] = merged["eval_loss"]["latest"]
+            values["eval_loss"] = merged["eval_loss"][1]
         if "tokens_per_second" in merged:
-            values["tokens_per_second"] = merged["tokens_per_second"]["latest"]
-        vram = [s["max"] for k, s in merged.items() if k.startswith(PEAK_MEMORY_PREFIX)]
+            values["tokens_per_second"] = merged["tokens_per_second"][1]
+        vram = [s[4] for k, s in merged.items() if k.startswith(PEAK_MEMORY_PREFIX)]
+        if summary.peak_vram_gb is not None:
+            vram.append(summary.peak_vram_gb)
         if vram:
-            values["peak_vram_gb"] = max(vram + ([summary.peak_vram_gb] if summary.peak_vram_gb is not None else []))
+            values["peak_vram_gb"] = max(vram)
         if "seconds_per_step" in merged:
-            values["seconds_per_step"] = self._median_value(
-                connection, run_id, "seconds_per_step", merged["seconds_per_step"]["count"]
-            )
+            values["seconds_per_step"] = self._recent_median(connection, run_id, "seconds_per_step")
         connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
-    def _median_value(self, connection: Connection, run_id: int, key: str, count: int) -> float | None:
-        if count <= 0:
-            return None
-        middle = connection.execute(
+    def _recent_median(self, connection: Connection, run_id: int, key: str) -> float | None:
+        """Median of the latest MEDIAN_WINDOW points of ``key`` (a primary-key range read, no sort of
+        the whole series): the current speed, robust to warm-up steps and evaluation pauses."""
+        values = connection.execute(
             select(metric_points.c.value)
             .where(metric_points.c.run_id == run_id, metric_points.c.key == key)
-            .order_by(metric_points.c.value)
-            .offset((count - 1) // 2)
-            .limit(2 - count % 2)
+            .order_by(metric_points.c.step.desc())
+            .limit(MEDIAN_WINDOW)
         ).scalars().all()
-        return _median(middle) if middle else None
+        return _median(sorted(values)) if values else None
 
     def metric_keys(self, ref: int | str) -> list[str]:
         """The metric keys this run has points for, sorted."""
@@ -1045,11 +1040,18 @@ class RunStore:
         with self._session() as session:
             connection = session.connection()
             run_id = self._run_id(connection, ref)
-            rows = connection.execute(
-                select(metric_points.c.step, metric_points.c.value, metric_points.c.wall_time)
-                .where(metric_points.c.run_id == run_id, metric_points.c.key == key)
-                .order_by(metric_points.c.step)
-            ).all()
+            # Hot read path (100k points): the driver's own cursor, plain tuples, no Row objects.
+            marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+            cursor = connection.connection.driver_connection.cursor()
+            try:
+                cursor.execute(
+                    f'SELECT step, value, wall_time FROM metric_points WHERE run_id = {marker} AND "key" = {marker} '
+                    "ORDER BY step",
+                    (run_id, key),
+                )
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
         return [SeriesPoint(s, v, w) for s, v, w in downsample(rows, max_points)]
 
     # ------------------------------------------------------------------------------------- events
