@@ -321,11 +321,11 @@ def resume_run(store, ref, *, db_url: str | None, overrides: dict | None = None)
     folder = RunFolder.of(run)
     if folder.supervisor_alive():
         raise UserError(f"run {run.id} still has a supervisor finishing up; try again in a few seconds")
+    if overrides and set(overrides) - RESUME_KEYS:
+        raise ConfigError(f"resume only accepts --set {', '.join(sorted(RESUME_KEYS))}; "
+                          "launch a new run to change anything else")
     cfg = config_from_mapping(run.config, source=f"run {run.id}")
     if overrides:
-        if set(overrides) - RESUME_KEYS:
-            raise ConfigError(f"resume only accepts --set {', '.join(sorted(RESUME_KEYS))}; "
-                              "launch a new run to change anything else")
         cfg = resolve_config(cfg.with_overrides(overrides))
         store.update_run(run.id, config=cfg.to_dict() | {"name": run.name})
     check_gpus(cfg)
