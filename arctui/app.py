@@ -43,6 +43,7 @@ class ArcTuiApp(App[int]):
         clock: Callable[[], float] = time.time,
         poll_seconds: float = POLL_SECONDS,
         gpu_reader: Callable | None = None,
+        analyze_prompts: bool = True,
     ) -> None:
         super().__init__()
         self.db_url = db_url
@@ -53,6 +54,9 @@ class ArcTuiApp(App[int]):
         """How often screens re-read what they show."""
         self.gpu_reader = gpu_reader
         """The supervisor's NVML reader to use (None: ``arctui.supervisor.gpus.read_nvml``)."""
+        self.analyze_prompts = analyze_prompts
+        """Whether the new-run form counts prompt lengths for its fit figure (a child process that
+        tokenizes every prompt: ~20 s of CPU for ARC-AGI-1 on 2 cores, then cached on disk)."""
         self._store = None
         self._store_lock = threading.Lock()
         self._last_error: tuple[str, float] | None = None

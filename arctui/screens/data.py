@@ -334,25 +334,63 @@ class PromptLengths:
         return sum(1 for n in self.lengths if n <= msl) / len(self.lengths)
 
 
-def prompt_length_analysis(model: str, data: list[str], encoder: str | None, version: str) -> PromptLengths:
-    """Run ``runner.analysis.analyze_prompt_lengths`` in a child process (see above)."""
+def _fingerprint(model: str, data: list[str], encoder: str | None, version: str) -> str:
+    """What the analysis depends on: the inputs, and the modification times of local files."""
+    import hashlib
+    import json
+    import os
+
+    def stamp(path: str) -> float | None:
+        try:
+            return os.stat(os.path.expanduser(path)).st_mtime
+        except OSError:
+            return None
+
+    model_files = [os.path.join(os.path.expanduser(model), name) for name in ("tokenizer.json", "tokenizer_config.json")]
+    parts = [model, [stamp(p) for p in model_files], [(d, stamp(d)) for d in data], encoder, version]
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:20]
+
+
+def prompt_length_analysis(
+    model: str, data: list[str], encoder: str | None, version: str, *, started=None
+) -> PromptLengths | None:
+    """Run ``runner.analysis.analyze_prompt_lengths`` in a child process (see above), or answer from
+    the cache in ``$ARCTUI_HOME/cache``. ``started(process)`` receives the child so the caller can
+    end it when the question changes; a child ended that way answers None."""
     import json
     import subprocess
     import sys
     from pathlib import Path
 
+    from arctui.paths import arctui_home
     from runner.errors import UserError
 
-    repo_root = Path(__file__).resolve().parents[2]
-    payload = json.dumps({"model": model, "data": data, "encoder": encoder, "version": version})
-    done = subprocess.run(
-        [sys.executable, "-c", _ANALYSIS_SCRIPT, payload],
-        capture_output=True, text=True, cwd=repo_root, timeout=600,
-    )
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["analysis failed"])[-1]
-        raise UserError(last)
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    cache = arctui_home() / "cache" / f"prompt-lengths-{_fingerprint(model, data, encoder, version)}.json"
+    try:
+        answer = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        answer = None
+    if answer is None:
+        repo_root = Path(__file__).resolve().parents[2]
+        payload = json.dumps({"model": model, "data": data, "encoder": encoder, "version": version})
+        process = subprocess.Popen(
+            [sys.executable, "-c", _ANALYSIS_SCRIPT, payload],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo_root,
+        )
+        if started is not None:
+            started(process)
+        out, err = process.communicate()
+        if process.returncode < 0:
+            return None  # ended on purpose: the form asked a newer question
+        if process.returncode != 0:
+            raise UserError((err.strip().splitlines() or ["analysis failed"])[-1])
+        answer = json.loads(out.strip().splitlines()[-1])
+        if "error" not in answer:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(answer))
+            except OSError:
+                pass  # a cache we cannot write only costs time
     if "error" in answer:
         raise UserError(answer["error"])
     return PromptLengths(answer["prompts"], answer["percentiles"], tuple(answer["lengths"]))

@@ -25,6 +25,7 @@ from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import GpuReading
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+FIT_DEBOUNCE_SECONDS = 0.8
 EXAMPLE_GRID = [[1, 2, 0], [3, 0, 4]]
 ENCODER_EXAMPLES = (
     "GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))",
@@ -168,6 +169,8 @@ class NewRunScreen(ArcScreen):
         self._no_gpu_reason: str | None = None
         self._wanted_gpus: object = "auto"
         self._launching = False
+        self._fit_timer = None
+        self._fit_process = None
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -538,9 +541,11 @@ class NewRunScreen(ArcScreen):
         if model not in self._model_verdicts:
             return ""
         key = (model, train, spec, version)
+        if not self.app.analyze_prompts:
+            return ""
         if key not in self._fit_cache:
-            self._fit_cache[key] = None  # computing
-            self._fit_worker(key)
+            self._schedule_fit(key)
+            return "counting prompt lengths (for the share that fits)..."
         analysis = self._fit_cache[key]
         if analysis is None:
             return "counting prompt lengths (for the share that fits)..."
@@ -551,20 +556,50 @@ class NewRunScreen(ArcScreen):
         text = self.text("max_seq_len")
         return describe_fit(analysis, int(text) if text else None)
 
+    def _schedule_fit(self, key: tuple) -> None:
+        """Count prompt lengths for ``key`` once the fields have stopped changing for a moment (typing
+        a path must not start a child process per keystroke); a question still running is ended."""
+        if self._fit_timer is not None:
+            self._fit_timer.stop()
+        self._fit_timer = self.set_timer(FIT_DEBOUNCE_SECONDS, lambda: self._start_fit(key))
+
+    def _start_fit(self, key: tuple) -> None:
+        self._fit_timer = None
+        if key in self._fit_cache:
+            return
+        self._end_fit_process()
+        self._fit_cache[key] = None  # computing
+        self._fit_worker(key)
+
+    def _end_fit_process(self) -> None:
+        process, self._fit_process = self._fit_process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+
+    def _fit_started(self, process) -> None:
+        self._fit_process = process
+
     @work(thread=True, exit_on_error=False, group="new-run-fit")
     def _fit_worker(self, key: tuple) -> None:
         from arctui.screens.data import prompt_length_analysis
 
         model, train, spec, version = key
         try:
-            analysis = prompt_length_analysis(model, list(train), spec, version)
+            analysis = prompt_length_analysis(model, list(train), spec, version, started=self._fit_started)
         except Exception as error:  # shown next to the field; the form stays usable
             analysis = error
         self.app.call_from_thread(self._fit_done, key, analysis)
 
     def _fit_done(self, key: tuple, analysis) -> None:
+        if analysis is None:
+            self._fit_cache.pop(key, None)  # ended because the question changed
+            return
         self._fit_cache[key] = analysis
-        self.validate_all()
+        if self.is_mounted:
+            self.validate_all()
+
+    def on_unmount(self) -> None:
+        self._end_fit_process()
 
     # -- save and launch ------------------------------------------------------------------------------
     def build_config(self):

@@ -129,3 +129,6 @@ def seed_store(folder: Path) -> SeededStore:
 @pytest.fixture
 def seeded(tmp_path) -> SeededStore:
     return seed_store(tmp_path)
+
+
+REPO_ROOT_CONFIGS = Path(__file__).resolve().parents[2] / "configs"

