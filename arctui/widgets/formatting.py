@@ -55,11 +55,14 @@ def format_age(timestamp: float | None, now: float) -> str:
     delta = now - timestamp
     if delta < 10:
         return "just now"
-    if delta < 3600:
-        return f"{int(delta // 60) or 1}m ago" if delta >= 60 else f"{int(delta)}s ago"
+    # rounded to the nearest unit, so runs made a moment apart read the same
+    if delta < 60:
+        return f"{int(delta)}s ago"
+    if delta < 3570:
+        return f"{max(1, round(delta / 60))}m ago"
     if delta < 86400 * 2:
-        return f"{int(delta // 3600)}h ago"
-    return f"{int(delta // 86400)}d ago"
+        return f"{round(delta / 3600)}h ago"
+    return f"{round(delta / 86400)}d ago"
 
 
 def format_percent(share: float | None, digits: int = 0) -> str:

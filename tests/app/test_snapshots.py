@@ -1,0 +1,135 @@
+"""Snapshots (pytest-textual-snapshot) of every screen with fixed data.
+
+Data is seeded through RunStore into a fresh database (ids 1..5), the app's clock is frozen relative
+to the stored times, GPUs come from a fixed NVML-shaped reader, and cursors do not blink. Update after
+an intended change with ``pytest tests/app/test_snapshots.py --snapshot-update`` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Input
+
+from arctui.app import make_app
+from arctui.screens.compare import CompareScreen
+from arctui.screens.new_run import NewRunScreen
+from arctui.screens.run import RunScreen
+from tests.app.conftest import REPO_ROOT_CONFIGS
+from tests.app.test_compare_gpus import two_h100s
+
+
+def no_nvidia(indices=None):
+    from arctui.supervisor.gpus import NoGpuError
+
+    raise NoGpuError("NVML Shared Library Not Found")
+
+
+def app_for(seeded, gpu_reader=no_nvidia):
+    return make_app(seeded.url, clock=lambda: seeded.frozen_now, gpu_reader=gpu_reader, analyze_prompts=False)
+
+
+async def settle(pilot, predicate, tries: int = 200) -> None:
+    for _ in range(tries):
+        if predicate():
+            break
+        await pilot.pause(0.05)
+    assert predicate(), "the screen never showed its data"
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause(0.1)
+
+
+def runs_loaded(app) -> bool:
+    tables = app.screen.query("#runs-table")
+    return bool(tables) and tables.first(DataTable).row_count == 5
+
+
+def test_runs_screen_120x40(snap_compare, seeded):
+    async def run_before(pilot):
+        await settle(pilot, lambda: runs_loaded(pilot.app))
+
+    assert snap_compare(app_for(seeded), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_runs_screen_80x24_with_selection(snap_compare, seeded):
+    async def run_before(pilot):
+        await settle(pilot, lambda: runs_loaded(pilot.app))
+        await pilot.press("down", "down", "space", "space")
+
+    assert snap_compare(app_for(seeded), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_run_screen_120x40(snap_compare, seeded):
+    async def run_before(pilot):
+        pilot.app.open_run(str(seeded.running_id))
+        await settle(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.detail is not None
+                     and len(pilot.app.screen.query_one("#run-log").lines) == 40)
+
+    assert snap_compare(app_for(seeded), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_run_screen_80x24(snap_compare, seeded):
+    async def run_before(pilot):
+        pilot.app.open_run(str(seeded.running_id))
+        await settle(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.detail is not None
+                     and len(pilot.app.screen.query_one("#run-log").lines) == 40)
+
+    assert snap_compare(app_for(seeded), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_compare_screen(snap_compare, seeded):
+    async def run_before(pilot):
+        pilot.app.open_comparison(["2", "1", "3"])
+        await settle(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
+                     and pilot.app.screen.comparison is not None)
+
+    assert snap_compare(app_for(seeded), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_gpus_screen_without_driver(snap_compare, seeded):
+    async def run_before(pilot):
+        await settle(pilot, lambda: runs_loaded(pilot.app))
+        await pilot.press("g")
+        await settle(pilot, lambda: getattr(pilot.app.screen, "_loaded", False))
+
+    assert snap_compare(app_for(seeded), terminal_size=(100, 20), run_before=run_before)
+
+
+def test_gpus_screen_with_two_gpus(snap_compare, seeded):
+    async def run_before(pilot):
+        await settle(pilot, lambda: runs_loaded(pilot.app))
+        await pilot.press("g")
+        await settle(pilot, lambda: getattr(pilot.app.screen, "_loaded", False))
+
+    assert snap_compare(app_for(seeded, two_h100s), terminal_size=(100, 20), run_before=run_before)
+
+
+def test_new_run_form_tiny_preset(snap_compare, seeded):
+    async def run_before(pilot):
+        pilot.app.push_screen(NewRunScreen(preset=REPO_ROOT_CONFIGS / "tiny-cpu.yaml"))
+        await settle(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen)
+                     and pilot.app.screen.query("#field-name") and pilot.app.screen.text("name") == "tiny-cpu"
+                     and not pilot.app.screen.pending and pilot.app.screen._no_gpu_reason is not None)
+
+    assert snap_compare(app_for(seeded), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_new_run_form_with_errors(snap_compare, seeded):
+    async def run_before(pilot):
+        pilot.app.push_screen(NewRunScreen(preset=REPO_ROOT_CONFIGS / "tiny-cpu.yaml"))
+        await settle(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen)
+                     and pilot.app.screen.query("#field-name") and pilot.app.screen.text("name") == "tiny-cpu"
+                     and not pilot.app.screen.pending and pilot.app.screen._no_gpu_reason is not None)
+        screen = pilot.app.screen
+        screen.query_one("#field-grid_encoder", Input).value = "GridShapeEncoder(Nope())"
+        screen.query_one("#field-batch_size", Input).value = "3"
+        await settle(pilot, lambda: "grid_encoder" in screen.errors)
+
+    assert snap_compare(app_for(seeded), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_help_screen(snap_compare, seeded):
+    async def run_before(pilot):
+        await settle(pilot, lambda: runs_loaded(pilot.app))
+        await pilot.press("question_mark")
+
+    assert snap_compare(app_for(seeded), terminal_size=(100, 40), run_before=run_before)
