@@ -9,6 +9,7 @@ import pytest
 
 from runner.augment import apply_augmentation
 from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder
+from runner.errors import ModelError
 from runner.evaluate import (
     Generation,
     build_requests,
@@ -17,7 +18,6 @@ from runner.evaluate import (
     resolve_model_paths,
     score_predictions,
 )
-from runner.errors import ModelError
 from runner.events import read_events
 from runner.synthetic import make_tasks, write_tasks
 

@@ -35,7 +35,7 @@ def test_samples_follow_their_rule():
         assert sample["output"] == rotate(sample["input"])
     task = make_task("transpose", rng, min_size=2, max_size=5)
     for sample in task["train"] + task["test"]:
-        assert sample["output"] == [list(c) for c in zip(*sample["input"])]
+        assert sample["output"] == [list(c) for c in zip(*sample["input"], strict=True)]
 
 
 def test_recolour_is_one_mapping_per_task_that_changes_every_colour():
@@ -44,8 +44,8 @@ def test_recolour_is_one_mapping_per_task_that_changes_every_colour():
     task = make_task("recolour", random.Random(1), n_colours=4)
     mapping = {}
     for sample in task["train"] + task["test"]:
-        for row_in, row_out in zip(sample["input"], sample["output"]):
-            for a, b in zip(row_in, row_out):
+        for row_in, row_out in zip(sample["input"], sample["output"], strict=True):
+            for a, b in zip(row_in, row_out, strict=True):
                 assert mapping.setdefault(a, b) == b
     assert mapping.get(0, 0) == 0
     assert all(a != b for a, b in mapping.items() if a)
