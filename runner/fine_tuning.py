@@ -101,6 +101,7 @@ class TrainingConfig:
     resume_from_checkpoint: bool = True
     remove_train_samples_to_fit_max_seq_len: bool = False
     group_by_length: bool = True
+    length_grouping_window: int = 1
     verbose: bool = True
     report_to: str = "none"
     events_file: str | None = None
@@ -219,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop train examples of a too-long prompt until it fits, instead of skipping it")
     p.add_argument("--group_by_length", action=bool_flag, default=d.group_by_length,
                    help="put prompts of similar length in the same micro-batch (less padding)")
+    p.add_argument("--length_grouping_window", type=_positive_int, default=d.length_grouping_window,
+                   help="sort this many global batches together by length before cutting them into "
+                   "batches (less padding; 1 keeps each batch's random composition)")
     p.add_argument("--verbose", action=bool_flag, default=d.verbose, help="progress lines on stdout")
     p.add_argument("--report_to", default=d.report_to,
                    help="accepted for seed compatibility; metrics always go to the event file")
@@ -409,6 +413,7 @@ class Run:
         self.stream = TrainStream(
             self.sources, self.grid_encoder, self.tokenizer, cfg.max_seq_len, seed,
             remove_train_samples_to_fit_max_seq_len=cfg.remove_train_samples_to_fit_max_seq_len,
+            grouping_window=cfg.length_grouping_window,
         )
 
     # -- side effects from here on -------------------------------------------------------------

@@ -20,6 +20,7 @@ The loss is computed on the answer (assistant turn) only: labels are -100 on the
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class TrainStream:
     max_seq_len: int
     seed: int
     remove_train_samples_to_fit_max_seq_len: bool = False
+    grouping_window: int = 1
     cursor: int = 0
     stats: StreamStats = field(default_factory=StreamStats)
 
@@ -124,6 +126,9 @@ class TrainStream:
             (index, task_id) for index, source in enumerate(self.sources) for task_id in source.tasks
         ]
         self._epoch_orders: dict[int, list[int]] = {}
+        self._pending: list[list[Sample]] = []
+        self._window_start: tuple[int, StreamStats] = (self.cursor, self.stats)
+        self._batch_size = 0
 
     @property
     def n_tasks(self) -> int:
@@ -171,11 +176,11 @@ class TrainStream:
         sample_id = f"{draw}:{source_index}:{task_id}:{aug_name}:{prompt.test_index}"
         return Sample(sample_id, input_ids, labels), len(input_ids)
 
-    def next_batch(self, batch_size: int) -> list[Sample]:
-        """The next ``batch_size`` samples that fit; advances the cursor past every draw it used."""
+    def _fresh_batch(self, size: int) -> list[Sample]:
+        """The next ``size`` samples that fit; advances the cursor past every draw it used."""
         batch: list[Sample] = []
         consecutive_skips = 0
-        while len(batch) < batch_size:
+        while len(batch) < size:
             sample, length = self.draw(self.cursor)
             self.cursor += 1
             self.stats.drawn += 1
@@ -192,13 +197,40 @@ class TrainStream:
             batch.append(sample)
         return batch
 
+    def next_batch(self, batch_size: int) -> list[Sample]:
+        """The next global batch.
+
+        With ``grouping_window`` W > 1, W batches are drawn at once, sorted by length and cut into W
+        batches of similar lengths, served in a seeded shuffled order (like Hugging Face's
+        length-grouped sampler's mega-batches): less padding, at the price of batches whose prompts
+        are alike in length. W = 1 keeps the seed's random batch composition.
+        """
+        self._batch_size = batch_size
+        if self.grouping_window <= 1:
+            return self._fresh_batch(batch_size)
+        if not self._pending:
+            self._window_start = (self.cursor, dataclasses.replace(self.stats))
+            samples = sorted(self._fresh_batch(batch_size * self.grouping_window), key=len)
+            batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+            random.Random(f"{self.seed}/window/{self._window_start[0]}").shuffle(batches)
+            self._pending = batches
+        return self._pending.pop(0)
+
     def state_dict(self) -> dict[str, Any]:
+        cursor, stats = self.cursor, self.stats
+        taken = 0
+        if self._pending:
+            # Mid-window: resume regenerates the window from its first draw and skips what was served.
+            cursor, stats = self._window_start
+            taken = self.grouping_window - len(self._pending)
         return {
             "seed": self.seed,
-            "cursor": self.cursor,
-            "drawn": self.stats.drawn,
-            "skipped": self.stats.skipped,
-            "shortened": self.stats.shortened,
+            "batch_size": self._batch_size,
+            "cursor": cursor,
+            "window_taken": taken,
+            "drawn": stats.drawn,
+            "skipped": stats.skipped,
+            "shortened": stats.shortened,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -209,6 +241,11 @@ class TrainStream:
             )
         self.cursor = int(state["cursor"])
         self.stats = StreamStats(int(state["drawn"]), int(state["skipped"]), int(state["shortened"]))
+        self._pending = []
+        taken = int(state.get("window_taken", 0))
+        if taken:
+            self.next_batch(int(state["batch_size"]))  # regenerates the window, serves its first batch
+            del self._pending[: taken - 1]
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,27 @@ def test_stream_is_a_pure_function_of_seed_and_cursor(arc_tasks, encoder, tokeni
     assert [ids(other_seed.next_batch(4)) for _ in range(5)] != [ids(b) for b in batches]
 
 
+def test_grouping_window_resumes_mid_window_and_groups_lengths(arc_tasks, encoder, tokenizer):
+    def windowed():
+        return make_stream(arc_tasks, encoder, tokenizer, grouping_window=3)
+
+    stream = windowed()
+    batches = [stream.next_batch(4) for _ in range(6)]
+    flat = make_stream(arc_tasks, encoder, tokenizer)
+    assert sorted(ids(b)[0] for b in batches) != sorted(ids(flat.next_batch(4))[0] for _ in range(6))
+    # Within a window, each batch covers its own slice of the sorted lengths.
+    spans = sorted((min(map(len, b)), max(map(len, b))) for b in batches[:3])
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+    for served in range(1, 6):
+        replay = windowed()
+        for _ in range(served):
+            replay.next_batch(4)
+        resumed = windowed()
+        resumed.load_state_dict(replay.state_dict())
+        assert [ids(resumed.next_batch(4)) for _ in range(6 - served)] == [ids(b) for b in batches[served:]]
+        assert resumed.stats == stream.stats  # counters as if never interrupted
+
+
 def test_stream_visits_every_task_once_per_epoch_with_augmentation(arc_tasks, encoder, tokenizer):
     stream = make_stream(arc_tasks, encoder, tokenizer, msl=100_000)
     batch = stream.next_batch(len(arc_tasks))
