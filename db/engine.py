@@ -11,9 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from db.errors import StoreError
 
@@ -211,17 +210,14 @@ def translate_errors(url: URL) -> Iterator[None]:
 
 
 @contextmanager
-def session_scope(engine: Engine, url: URL, *, write: bool = False) -> Iterator[Session]:
-    """One transaction: commits on success, rolls back on any error, maps driver errors to StoreError.
-    ``write=True`` takes SQLite's write lock at BEGIN (see ``_on_begin``)."""
+def transaction(engine: Engine, url: URL, *, write: bool = False) -> Iterator[Connection]:
+    """One transaction on a pooled connection: commits on success, rolls back on any error, and maps
+    driver errors to StoreError. ``write=True`` takes SQLite's write lock at BEGIN (see ``_on_begin``).
+    A Core connection rather than an ORM Session: the store writes in batches and reads into plain
+    records, so the unit of work would only add overhead."""
     with translate_errors(url):
         with engine.connect() as connection:
             if write:
                 connection.execution_options(arctui_write=True)
-            with Session(bind=connection, expire_on_commit=False, autoflush=False) as session:
-                try:
-                    yield session
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
+            with connection.begin():
+                yield connection

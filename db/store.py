@@ -6,7 +6,7 @@
     store.ingest_events(run.id, events)          # runner events, exactly once
     store.list_runs("model~SmolLM and msl>=2048", sort="s_per_step", limit=20)
 
-Every public method opens its own session (one transaction) through :func:`db.engine.session_scope`,
+Every public method runs in its own transaction through :func:`db.engine.transaction`,
 which commits or rolls back and turns driver errors into :class:`db.errors.StoreError`. Private helpers
 take the connection as their first argument. Public methods return the frozen records of
 :mod:`db.records`; the ORM tables of :mod:`db.models` never leave this module.
@@ -20,6 +20,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Sequence
+from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,8 @@ from db.engine import (
     make_engine,
     parse_url,
     safe_url,
-    session_scope,
     sqlite_path,
+    transaction,
     translate_errors,
 )
 from db.errors import IllegalTransitionError, StoreError, UnknownRunError
@@ -532,33 +533,80 @@ def downsample(points: Sequence[tuple], max_points: int) -> list[tuple]:
     return out
 
 
+def _slow_point(p: Any) -> tuple | None:
+    """Validate one point given in any accepted form; None for a NaN/inf value (a diverged loss)."""
+    if type(p) is MetricPoint:
+        key, step, value, wall = p.key, p.step, p.value, p.wall_time
+    else:
+        try:
+            if len(p) == 4:
+                key, step, value, wall = p
+            else:
+                (key, step, value), wall = p, None
+        except (TypeError, ValueError):
+            raise StoreError(f"a metric point is (key, step, value[, wall_time]), got {p!r}") from None
+    if type(key) is not str:
+        raise StoreError(f"metric key must be a string, got {key!r}")
+    if type(step) is not int:
+        raise StoreError(f"metric step must be an integer, got {step!r} for {key}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise StoreError(f"metric value must be a number, got {value!r} for {key} at step {step}")
+    if wall is not None and (isinstance(wall, bool) or not isinstance(wall, int | float)):
+        raise StoreError(f"metric wall_time must be Unix seconds or None, got {wall!r} for {key}")
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    return (key, step, value, None if wall is None else float(wall))
+
+
 def _point_tuples(points: Iterable[MetricPoint | tuple]) -> list[tuple[str, int, float, float | None]]:
-    """Validated (key, step, value, wall_time) tuples; NaN/inf values (a diverged loss) are dropped."""
+    """Validated (key, step, value, wall_time) tuples; NaN/inf values are dropped. Well-typed 4-tuples
+    pass through without a copy (the fast path of a 100k points/s ingest); keys are checked per key by
+    :class:`_PointBatch`."""
     rows = []
-    isfinite = math.isfinite
+    append = rows.append
     for p in points:
-        if type(p) is MetricPoint:
-            key, step, value, wall = p.key, p.step, p.value, p.wall_time
-        else:
-            try:
-                if len(p) == 4:
-                    key, step, value, wall = p
-                else:
-                    (key, step, value), wall = p, None
-            except (TypeError, ValueError):
-                raise StoreError(f"a metric point is (key, step, value[, wall_time]), got {p!r}") from None
-        if type(key) is not str or not key or len(key) > 100:
-            raise StoreError(f"metric key must be a non-empty string of at most 100 chars, got {key!r}")
-        if type(step) is not int:
-            raise StoreError(f"metric step must be an integer, got {step!r} for {key}")
-        if type(value) is not float:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise StoreError(f"metric value must be a number, got {value!r} for {key} at step {step}")
-            value = float(value)
-        if not isfinite(value):
-            continue
-        rows.append((key, step, value, wall))
+        if type(p) is tuple and len(p) == 4:
+            key, step, value, wall = p
+            # value - value is 0.0 for finite floats and NaN for NaN/inf.
+            if (
+                type(key) is str and type(step) is int and type(value) is float and value - value == 0.0
+                and (wall is None or type(wall) is float)
+            ):  # fmt: skip
+                append(p)
+                continue
+        row = _slow_point(p)
+        if row is not None:
+            append(row)
     return rows
+
+
+_KEY, _STEP, _VALUE = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+class _PointBatch:
+    """A batch of validated points and its per-key figures, computed before the write lock is taken
+    (C-level sort, min and max; no per-point Python work). Counts assume no point is stored already;
+    the insert's row count tells when that was wrong, and the store then recounts those keys."""
+
+    def __init__(self, run_id: int, rows: list[tuple]) -> None:
+        self.run_id = run_id
+        self.rows = rows
+        self.stats: dict[str, tuple] = {}  # key -> (count, latest, top step, min, max)
+        for key, group in groupby(sorted(rows, key=_KEY), _KEY):  # stable: a key's points keep their order
+            if not key or len(key) > 100:
+                raise StoreError(f"metric key must be 1-100 characters, got {key!r}")
+            points = list(group)
+            steps = list(map(_STEP, points))
+            values = list(map(_VALUE, points))
+            top = max(steps)
+            # The first point of a repeated step is the one stored (ON CONFLICT DO NOTHING).
+            self.stats[key] = (len(points), values[steps.index(top)], top, min(values), max(values))
+        self.top_step = max((s[2] for s in self.stats.values()), default=0)
+
+    def params(self) -> list[tuple]:
+        run_id = self.run_id
+        return [(run_id, k, s, v, w) for k, s, v, w in self.rows]
 
 
 def _finite(value: Any) -> float | None:
@@ -567,6 +615,105 @@ def _finite(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+class _Compiled:
+    """A statement compiled once for the store's dialect and run through ``exec_driver_sql``: the hot
+    paths (ingest, series) skip SQLAlchemy's per-call statement building, cache-key and per-row
+    parameter processing. The SQL is still generated by SQLAlchemy from the table metadata, and every
+    value is a bound parameter."""
+
+    def __init__(self, statement, dialect, column_keys: list[str] | None = None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        self.order = tuple(compiled.positiontup or ()) if self.positional else ()
+        self.defaults = dict(compiled.params)  # e.g. LIMIT values SQLAlchemy binds itself
+
+    def params(self, values: dict[str, Any]) -> tuple | dict:
+        merged = {**self.defaults, **values}
+        return tuple(merged[name] for name in self.order) if self.positional else merged
+
+    def execute(self, connection: Connection, values: dict[str, Any]):
+        return connection.exec_driver_sql(self.sql, self.params(values))
+
+    def execute_many(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
+        connection.exec_driver_sql(self.sql, [self.params(v) for v in rows])
+
+
+STAT_COLUMNS = ("count", "latest", "latest_step", "min", "max")
+POINT_COLUMNS = ("run_id", "key", "step", "value", "wall_time")
+
+
+class _HotStatements:
+    """The statements of the ingest and series paths, compiled once per store."""
+
+    def __init__(self, dialect, insert_ignore) -> None:
+        b = bindparam
+        self.lock_run = _Compiled(
+            select(runs.c.id, runs.c.last_step, runs.c.points, runs.c.peak_vram_gb)
+            .where(runs.c.id == b("run_id"))
+            .with_for_update(),
+            dialect,
+        )
+        self.stats = _Compiled(
+            select(metric_stats.c.key, *(metric_stats.c[c] for c in STAT_COLUMNS)).where(
+                metric_stats.c.run_id == b("run_id")
+            ),
+            dialect,
+        )
+        points_of_key = (metric_points.c.run_id == b("run_id"), metric_points.c.key == b("key"))
+        self.key_stats = _Compiled(
+            select(
+                func.count().label("count"),
+                func.max(metric_points.c.step).label("top"),
+                func.min(metric_points.c.value).label("low"),
+                func.max(metric_points.c.value).label("high"),
+            ).where(*points_of_key),
+            dialect,
+        )
+        self.value_at = _Compiled(
+            select(metric_points.c.value).where(*points_of_key, metric_points.c.step == b("step")), dialect
+        )
+        self.insert_points = _Compiled(insert_ignore(metric_points), dialect, column_keys=list(POINT_COLUMNS))
+        # With positional parameters in column order, the batch's tuples go to the driver as they are.
+        self.points_as_tuples = self.insert_points.positional and self.insert_points.order == POINT_COLUMNS
+        self.insert_stats = _Compiled(insert(metric_stats), dialect, column_keys=["run_id", "key", *STAT_COLUMNS])
+        self.update_stats = _Compiled(
+            update(metric_stats)
+            .where(metric_stats.c.run_id == b("b_run_id"), metric_stats.c.key == b("b_key"))
+            .values({c: b(f"v_{c}") for c in STAT_COLUMNS}),
+            dialect,
+        )
+        self.recent_values = _Compiled(
+            select(metric_points.c.value)
+            .where(metric_points.c.run_id == b("run_id"), metric_points.c.key == b("key"))
+            .order_by(metric_points.c.step.desc())
+            .limit(MEDIAN_WINDOW),
+            dialect,
+        )
+        keep = {  # a NULL parameter keeps the stored value
+            c: func.coalesce(b(f"v_{c}", type_=runs.c[c].type), runs.c[c])
+            for c in ("loss", "min_loss", "eval_loss", "tokens_per_second", "seconds_per_step")
+        }
+        self.update_summary = _Compiled(
+            update(runs)
+            .where(runs.c.id == b("b_id"))
+            .values(
+                points=b("v_points"),
+                updated_at=b("v_updated_at"),
+                last_step=b("v_last_step"),
+                peak_vram_gb=b("v_peak_vram_gb"),
+                **keep,
+            ),
+            dialect,
+        )
+        self.series = _Compiled(
+            select(metric_points.c.step, metric_points.c.value, metric_points.c.wall_time)
+            .where(metric_points.c.run_id == b("run_id"), metric_points.c.key == b("key"))
+            .order_by(metric_points.c.step),
+            dialect,
+        )
 
 
 # -------------------------------------------------------------------------------------------- store
@@ -579,6 +726,7 @@ class RunStore:
         self._engine = engine
         self._url = url
         self._dialect = engine.dialect.name
+        self._hot = _HotStatements(engine.dialect, self._insert_ignore)
 
     # ---------------------------------------------------------------------------------- lifecycle
 
@@ -628,8 +776,8 @@ class RunStore:
         """``sqlite`` or ``postgresql``."""
         return self._dialect
 
-    def _session(self, *, write: bool = False):
-        return session_scope(self._engine, self._url, write=write)
+    def _transaction(self, *, write: bool = False):
+        return transaction(self._engine, self._url, write=write)
 
     def _insert_ignore(self, table):
         """INSERT .. ON CONFLICT DO NOTHING for this dialect."""
@@ -722,8 +870,7 @@ class RunStore:
         values.update(status=status, created_at=now, points=0, events_cursor=0, gpu_ids="[]")
         if status == "running":
             values["started_at"] = now
-        with self._session(write=True) as session:
-            connection = session.connection()
+        with self._transaction(write=True) as connection:
             if name is not None:
                 self._refuse_taken_name(connection, name)
             else:
@@ -744,19 +891,16 @@ class RunStore:
 
     def get_run(self, ref: int | str) -> Run:
         """The run with this id or name (UnknownRunError with a did-you-mean otherwise)."""
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             return _run_from_row(self._run_row(connection, self._run_id(connection, ref)))
 
     def get_summary(self, ref: int | str) -> RunSummary:
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             return _summary_from_row(self._run_row(connection, self._run_id(connection, ref)))
 
     def run_detail(self, ref: int | str, events: int = 20) -> RunDetail:
         """Summary, per-key statistics, recent events, checkpoints, evaluations and latest GPU readings."""
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             run_id = self._run_id(connection, ref)
             summary = _summary_from_row(self._run_row(connection, run_id))
             stats = self._metric_stats(connection, run_id)
@@ -778,8 +922,7 @@ class RunStore:
                 f"unknown run field '{unknown[0]}'{hint}; fields: {', '.join(sorted(UPDATABLE_FIELDS))}"
             )
         values = _column_values(fields)
-        with self._session(write=True) as session:
-            connection = session.connection()
+        with self._transaction(write=True) as connection:
             run_id = self._run_id(connection, ref, lock=True)
             if "name" in values:
                 self._refuse_taken_name(connection, values["name"], run_id)
@@ -796,8 +939,7 @@ class RunStore:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise StoreError(f"unknown status {status!r}{hint}; statuses: {', '.join(RUN_STATUSES)}")
         exit_code = _check_int("exit_code", exit_code)
-        with self._session(write=True) as session:
-            connection = session.connection()
+        with self._transaction(write=True) as connection:
             run_id = self._run_id(connection, ref, lock=True)
             row = self._run_row(connection, run_id)
             current = row.status
@@ -829,8 +971,7 @@ class RunStore:
 
     def delete_run(self, ref: int | str) -> None:
         """Delete a run and everything it owns (refused while it is queued or running)."""
-        with self._session(write=True) as session:
-            connection = session.connection()
+        with self._transaction(write=True) as connection:
             run_id = self._run_id(connection, ref, lock=True)
             row = self._run_row(connection, run_id)
             if row.status in ACTIVE_STATUSES:
@@ -841,16 +982,16 @@ class RunStore:
 
     def active_runs(self) -> list[Run]:
         """Queued and running runs, oldest first (what the supervisor must recover after a restart)."""
-        with self._session() as session:
-            rows = session.connection().execute(
+        with self._transaction() as connection:
+            rows = connection.execute(
                 select(runs).where(runs.c.status.in_(ACTIVE_STATUSES)).order_by(runs.c.id)
             )
             return [_run_from_row(r) for r in rows]
 
     def runs_holding_gpus(self) -> list[Run]:
         """Running runs that hold GPUs (``gpu_ids`` set), oldest first."""
-        with self._session() as session:
-            rows = session.connection().execute(
+        with self._transaction() as connection:
+            rows = connection.execute(
                 select(runs).where(runs.c.status == "running", runs.c.gpu_ids != "[]").order_by(runs.c.id)
             )
             return [_run_from_row(r) for r in rows]
@@ -875,15 +1016,14 @@ class RunStore:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise StoreError(f"limit must be a non-negative integer, got {limit!r}")
             stmt = stmt.limit(limit)
-        with self._session() as session:
-            return [_summary_from_row(r) for r in session.connection().execute(stmt)]
+        with self._transaction() as connection:
+            return [_summary_from_row(r) for r in connection.execute(stmt)]
 
     def compare(self, refs: Sequence[int | str]) -> Comparison:
         """Several runs side by side, in the order given."""
         if not refs:
             raise StoreError("compare needs at least one run")
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             ids = [self._run_id(connection, ref) for ref in refs]
             summaries = [_summary_from_row(self._run_row(connection, i)) for i in ids]
             stats = [self._metric_stats(connection, i) for i in ids]
@@ -904,126 +1044,111 @@ class RunStore:
         """Insert a batch of metric points; (run, key, step) duplicates are ignored. Returns how many
         were new. The run's summary is updated in the same transaction."""
         rows = _point_tuples(points)
-        with self._session(write=True) as session:
-            connection = session.connection()
-            run_id = self._run_id(connection, ref, lock=True)
-            return self._insert_points(connection, run_id, rows)
-
-    def _insert_points(self, connection: Connection, run_id: int, rows: list[tuple]) -> int:
-        """Insert new points, update per-key statistics and the run summary. The caller holds the run's
-        write lock, so reading the statistics and then writing them back is safe."""
         if not rows:
             return 0
-        # Group by key; the first point of a repeated (key, step) wins, like ON CONFLICT DO NOTHING.
-        by_key: dict[str, dict[int, tuple]] = {}
-        for row in rows:
-            steps = by_key.get(row[0])
-            if steps is None:
-                steps = by_key[row[0]] = {}
-            steps.setdefault(row[1], row)
-        old_stats = {
-            r.key: r
-            for r in connection.execute(
-                select(metric_stats).where(metric_stats.c.run_id == run_id, metric_stats.c.key.in_(list(by_key)))
-            )
-        }
-        params: list[tuple] = []
-        merged: dict[str, list] = {}  # key -> [count, latest, latest_step, min, max]
-        for key, steps in by_key.items():
-            old = old_stats.get(key)
-            # Fast path: steps above the highest stored step of this key are new; otherwise ask the table.
-            if old is not None and min(steps) <= old.latest_step:
-                existing = connection.execute(
-                    select(metric_points.c.step).where(
-                        metric_points.c.run_id == run_id,
-                        metric_points.c.key == key,
-                        metric_points.c.step.between(min(steps), max(steps)),
-                    )
-                ).scalars()
-                for step in existing:
-                    steps.pop(step, None)
-                if not steps:
-                    continue
-            params.extend([(run_id, k, s, v, w) for k, s, v, w in steps.values()])
-            values = [r[2] for r in steps.values()]
-            top = max(steps)
-            if old is None:
-                merged[key] = [len(values), steps[top][2], top, min(values), max(values)]
-            else:
-                latest, latest_step = (steps[top][2], top) if top >= old.latest_step else (old.latest, old.latest_step)
-                merged[key] = [
-                    old.count + len(values), latest, latest_step, min(old.min, *values), max(old.max, *values)
-                ]
-        if not params:
+        run_id = ref if type(ref) is int else self._resolve_id(ref)
+        # Everything that does not need the database is prepared before taking the write lock, so two
+        # writers overlap this work instead of queueing for it.
+        batch = _PointBatch(run_id, rows)
+        with self._transaction(write=True) as connection:
+            if self._hot.lock_run.execute(connection, {"run_id": run_id}).first() is None:
+                raise UnknownRunError(f"no run with id {run_id}: list runs with `arctui runs`")
+            return self._insert_batch(connection, batch)
+
+    def _resolve_id(self, ref: int | str) -> int:
+        with self._transaction() as connection:
+            return self._run_id(connection, ref)
+
+    def _insert_points(self, connection: Connection, run_id: int, rows: list[tuple]) -> int:
+        return self._insert_batch(connection, _PointBatch(run_id, rows)) if rows else 0
+
+    def _insert_batch(self, connection: Connection, batch: _PointBatch) -> int:
+        """Insert ``batch`` (duplicates of stored points are skipped by the database), update per-key
+        statistics and the run summary. The caller holds the run's write lock."""
+        hot, run_id = self._hot, batch.run_id
+        if not batch.rows:
             return 0
-        # The hot path goes straight to the driver's executemany (SQLAlchemy's per-row parameter
-        # processing costs more than SQLite's insert); the SQL is fixed text, every value is bound.
-        marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        connection.exec_driver_sql(
-            f'INSERT INTO metric_points (run_id, "key", step, value, wall_time) '
-            f"VALUES ({marker}, {marker}, {marker}, {marker}, {marker}) ON CONFLICT DO NOTHING",
-            params,
-        )
-        self._update_stats(connection, run_id, merged, old_stats, len(params), max(p[2] for p in params))
-        return len(params)
+        if hot.points_as_tuples:
+            result = connection.exec_driver_sql(hot.insert_points.sql, batch.params())
+        else:
+            result = connection.exec_driver_sql(
+                hot.insert_points.sql, [hot.insert_points.params(dict(zip(POINT_COLUMNS, p))) for p in batch.params()]
+            )
+        inserted = result.rowcount
+        old_stats = {r.key: r for r in hot.stats.execute(connection, {"run_id": run_id}) if r.key in batch.stats}
+        merged: dict[str, list] = {}  # key -> [count, latest, latest_step, min, max]
+        if inserted == len(batch.rows):  # every point was new: merge the batch's figures
+            for key, (count, latest, top, low, high) in batch.stats.items():
+                old = old_stats.get(key)
+                if old is None:
+                    merged[key] = [count, latest, top, low, high]
+                else:
+                    newest = (latest, top) if top >= old.latest_step else (old.latest, old.latest_step)
+                    merged[key] = [old.count + count, *newest, min(old.min, low), max(old.max, high)]
+        else:  # a re-send: some points were stored already, so recount the batch's keys from the table
+            if inserted == 0:
+                return 0
+            for key in batch.stats:
+                row = hot.key_stats.execute(connection, {"run_id": run_id, "key": key}).one()
+                if row.count:
+                    latest = hot.value_at.execute(connection, {"run_id": run_id, "key": key, "step": row.top}).scalar()
+                    merged[key] = [row.count, latest, row.top, row.low, row.high]
+        self._update_stats(connection, run_id, merged, old_stats, inserted, batch.top_step)
+        return inserted
 
     def _update_stats(
         self, connection: Connection, run_id: int, merged: dict[str, list], old_stats: dict, added: int, top_step: int
     ) -> None:
-        names = ("count", "latest", "latest_step", "min", "max")
-        inserts = [{"run_id": run_id, "key": k, **dict(zip(names, s))} for k, s in merged.items() if k not in old_stats]
-        updates = [{"b_run_id": run_id, "b_key": k, **dict(zip(names, s))} for k, s in merged.items() if k in old_stats]
+        hot = self._hot
+        inserts = [
+            {"run_id": run_id, "key": k, **dict(zip(STAT_COLUMNS, s))} for k, s in merged.items() if k not in old_stats
+        ]
+        updates = [
+            {"b_run_id": run_id, "b_key": k, **{f"v_{c}": v for c, v in zip(STAT_COLUMNS, s)}}
+            for k, s in merged.items()
+            if k in old_stats
+        ]
         if inserts:
-            connection.execute(insert(metric_stats), inserts)
+            hot.insert_stats.execute_many(connection, inserts)
         if updates:
-            connection.execute(
-                update(metric_stats)
-                .where(metric_stats.c.run_id == bindparam("b_run_id"), metric_stats.c.key == bindparam("b_key"))
-                .values({name: bindparam(name) for name in names}),
-                updates,
-            )
-        summary = connection.execute(
-            select(runs.c.last_step, runs.c.points, runs.c.peak_vram_gb).where(runs.c.id == run_id)
-        ).one()
-        values: dict[str, Any] = {"points": (summary.points or 0) + added, "updated_at": time.time()}
-        if summary.last_step is None or top_step > summary.last_step:
-            values["last_step"] = top_step
-        if "loss" in merged:
-            values["loss"], values["min_loss"] = merged["loss"][1], merged["loss"][3]
-        if "eval_loss" in merged:
-            values["eval_loss"] = merged["eval_loss"][1]
-        if "tokens_per_second" in merged:
-            values["tokens_per_second"] = merged["tokens_per_second"][1]
+            hot.update_stats.execute_many(connection, updates)
+        summary = hot.lock_run.execute(connection, {"run_id": run_id}).one()
         vram = [s[4] for k, s in merged.items() if k.startswith(PEAK_MEMORY_PREFIX)]
         if summary.peak_vram_gb is not None:
             vram.append(summary.peak_vram_gb)
-        if vram:
-            values["peak_vram_gb"] = max(vram)
-        if "seconds_per_step" in merged:
-            values["seconds_per_step"] = self._recent_median(connection, run_id, "seconds_per_step")
-        connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
+        latest = {k: merged[k][1] for k in ("loss", "eval_loss", "tokens_per_second") if k in merged}
+        hot.update_summary.execute(
+            connection,
+            {
+                "b_id": run_id,
+                "v_points": (summary.points or 0) + added,
+                "v_updated_at": time.time(),
+                "v_last_step": top_step if summary.last_step is None else max(summary.last_step, top_step),
+                "v_peak_vram_gb": max(vram) if vram else None,
+                "v_loss": latest.get("loss"),
+                "v_min_loss": merged["loss"][3] if "loss" in merged else None,
+                "v_eval_loss": latest.get("eval_loss"),
+                "v_tokens_per_second": latest.get("tokens_per_second"),
+                "v_seconds_per_step": (
+                    self._recent_median(connection, run_id, "seconds_per_step") if "seconds_per_step" in merged else None
+                ),
+            },
+        )
 
     def _recent_median(self, connection: Connection, run_id: int, key: str) -> float | None:
         """Median of the latest MEDIAN_WINDOW points of ``key`` (a primary-key range read, no sort of
         the whole series): the current speed, robust to warm-up steps and evaluation pauses."""
-        values = connection.execute(
-            select(metric_points.c.value)
-            .where(metric_points.c.run_id == run_id, metric_points.c.key == key)
-            .order_by(metric_points.c.step.desc())
-            .limit(MEDIAN_WINDOW)
-        ).scalars().all()
+        values = [r[0] for r in self._hot.recent_values.execute(connection, {"run_id": run_id, "key": key})]
         return _median(sorted(values)) if values else None
 
     def metric_keys(self, ref: int | str) -> list[str]:
         """The metric keys this run has points for, sorted."""
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             run_id = self._run_id(connection, ref)
             return sorted(self._metric_stats(connection, run_id))
 
     def metric_stats(self, ref: int | str) -> dict[str, MetricStats]:
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             return self._metric_stats(connection, self._run_id(connection, ref))
 
     def _metric_stats(self, connection: Connection, run_id: int) -> dict[str, MetricStats]:
@@ -1037,21 +1162,14 @@ class RunStore:
         first, the last, and each bucket's min and max)."""
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
             raise StoreError(f"max_points must be a positive integer, got {max_points!r}")
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             run_id = self._run_id(connection, ref)
-            # Hot read path (100k points): the driver's own cursor, plain tuples, no Row objects.
-            marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-            cursor = connection.connection.driver_connection.cursor()
-            try:
-                cursor.execute(
-                    f'SELECT step, value, wall_time FROM metric_points WHERE run_id = {marker} AND "key" = {marker} '
-                    "ORDER BY step",
-                    (run_id, key),
-                )
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
+            # Hot read path (100k points): plain driver tuples, no Row objects.
+            result = connection.exec_driver_sql(
+                self._hot.series.sql, self._hot.series.params({"run_id": run_id, "key": key})
+            )
+            rows = result.cursor.fetchall()
+            result.close()
         return [SeriesPoint(s, v, w) for s, v, w in downsample(rows, max_points)]
 
     # ------------------------------------------------------------------------------------- events
@@ -1069,8 +1187,7 @@ class RunStore:
                 raise StoreError(f"event without a positive integer seq: {str(event)[:80]}")
             checked.append((seq, event))
         checked.sort(key=lambda item: item[0])
-        with self._session(write=True) as session:
-            connection = session.connection()
+        with self._transaction(write=True) as connection:
             run_id = self._run_id(connection, ref, lock=True)
             cursor = connection.execute(select(runs.c.events_cursor).where(runs.c.id == run_id)).scalar() or 0
             fresh: list[dict] = []
@@ -1152,8 +1269,7 @@ class RunStore:
         self, ref: int | str, limit: int | None = 20, kinds: Iterable[str] | None = None
     ) -> list[RunEvent]:
         """Kept events of a run, newest first (all when ``limit`` is None)."""
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             return self._recent_events(connection, self._run_id(connection, ref), limit, kinds)
 
     def _recent_events(self, connection: Connection, run_id: int, limit, kinds) -> list[RunEvent]:
@@ -1190,8 +1306,7 @@ class RunStore:
             )
         if not rows:
             return 0
-        with self._session(write=True) as session:
-            connection = session.connection()
+        with self._transaction(write=True) as connection:
             run_id = None if ref is None else self._run_id(connection, ref)
             for row in rows:
                 row["run_id"] = run_id
@@ -1200,8 +1315,7 @@ class RunStore:
 
     def gpu_samples(self, ref: int | str, since: float | None = None, limit: int | None = None) -> list[GpuSample]:
         """A run's GPU readings in time order (the latest ``limit`` when given)."""
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             run_id = self._run_id(connection, ref)
             stmt = select(gpu_samples).where(gpu_samples.c.run_id == run_id)
             if since is not None:
@@ -1213,8 +1327,7 @@ class RunStore:
 
     def latest_gpu_samples(self, ref: int | str | None = None) -> list[GpuSample]:
         """The latest reading of each GPU (of one run, or of all GPUs when ``ref`` is None)."""
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             run_id = None if ref is None else self._run_id(connection, ref)
             return self._latest_gpu_samples(connection, run_id)
 
@@ -1241,8 +1354,7 @@ class RunStore:
         predictions_path: str | None = None,
     ) -> list[EvalResult]:
         """Store an evaluation of the checkpoint at ``step`` on ``dataset`` (re-recording replaces)."""
-        with self._session(write=True) as session:
-            connection = session.connection()
+        with self._transaction(write=True) as connection:
             run_id = self._run_id(connection, ref, lock=True)
             return self._record_eval(connection, run_id, step, dataset, metrics, predictions_path)
 
@@ -1290,8 +1402,7 @@ class RunStore:
 
     def eval_results(self, ref: int | str) -> list[EvalResult]:
         """All evaluation results of a run, by step, data set and metric."""
-        with self._session() as session:
-            connection = session.connection()
+        with self._transaction() as connection:
             return self._eval_results(connection, self._run_id(connection, ref))
 
     def _eval_results(self, connection: Connection, run_id: int) -> list[EvalResult]:
