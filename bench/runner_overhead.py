@@ -92,7 +92,7 @@ def time_trainer(args, model_dir: Path, out: Path, cfg: dict) -> tuple[list[floa
     from torch.utils.data import IterableDataset
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    from runner.training_data import Sample, collate
+    from runner.training_data import collate
 
     micro_batches, pad_id = replay_batches(args, model_dir, cfg)
     release_memory()

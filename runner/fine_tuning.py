@@ -323,6 +323,9 @@ class StopRequest:
         self.signal_name: str | None = None
 
     def __call__(self, signum: int, _frame: object) -> None:
+        if self.signal_name is not None:
+            # A second signal means "now": give up on the graceful stop (the run ends as failed).
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name} during a graceful stop")
         self.signal_name = signal.Signals(signum).name
 
     def install(self) -> None:
@@ -829,7 +832,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    run.open_outputs()
+    try:
+        run.open_outputs()
+    except OSError as exc:
+        print(f"{PROG}: error: cannot write to {cfg.output_dir} ({exc.strerror}); choose another --output_dir",
+              file=sys.stderr)
+        return 2
     try:
         run.build_model()
         run._emit_start()
