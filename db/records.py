@@ -46,9 +46,15 @@ def _plain(value: Any) -> Any:
 
 
 class _Record:
+    # Properties that to_dict includes besides the public fields.
+    _derived: tuple[str, ...] = ()
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the public fields (datetimes as ISO strings)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if not f.name.startswith("_")}
+        """JSON-ready dict of the public fields and derived properties (datetimes as ISO strings)."""
+        out = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if not f.name.startswith("_")}
+        for name in self._derived:
+            out[name] = _plain(getattr(self, name))
+        return out
 
 
 @dataclass(frozen=True)
@@ -77,21 +83,38 @@ class Run(_Record):
     output_dir: str | None
     log_path: str | None
     last_error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
     events_cursor: int
-    _config_json: str = field(default="{}", repr=False, compare=True)
+    # Unix seconds as stored; the datetime properties below are built on first access, so listing
+    # thousands of runs does not pay for datetimes (or config dicts) nobody looks at.
+    _created: float = field(default=0.0, repr=False)
+    _started: float | None = field(default=None, repr=False)
+    _ended: float | None = field(default=None, repr=False)
+    _config_json: str = field(default="{}", repr=False)
+
+    _derived = ("created_at", "started_at", "ended_at", "config")
+
+    @cached_property
+    def created_at(self) -> datetime:
+        """When the run was created (UTC)."""
+        return utc_datetime(self._created)
+
+    @cached_property
+    def started_at(self) -> datetime | None:
+        """When the run first went running (UTC), or None."""
+        return utc_datetime(self._started)
+
+    @cached_property
+    def ended_at(self) -> datetime | None:
+        """When the run reached a terminal status (UTC), or None."""
+        return utc_datetime(self._ended)
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        """The full run config (parsed on first access: listings of thousands of runs never pay for it)."""
+        """The full run config (parsed on first access)."""
         return json.loads(self._config_json)
 
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out["config"] = self.config
-        return out
+    def __repr__(self) -> str:
+        return f"Run(id={self.id}, name={self.name!r}, status={self.status!r}, model={self.model!r}, msl={self.msl})"
 
     @property
     def is_active(self) -> bool:
@@ -114,7 +137,14 @@ class RunSummary(_Record):
     tokens_per_second: float | None
     peak_vram_gb: float | None
     points: int
-    updated_at: datetime | None
+    _updated: float | None = field(default=None, repr=False)
+
+    _derived = ("updated_at", "progress")
+
+    @cached_property
+    def updated_at(self) -> datetime | None:
+        """When metrics last arrived (UTC), or None."""
+        return utc_datetime(self._updated)
 
     @property
     def progress(self) -> float | None:
@@ -122,11 +152,6 @@ class RunSummary(_Record):
         if self.last_step is None or not self.max_steps:
             return None
         return max(0.0, min(1.0, self.last_step / self.max_steps))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out["progress"] = self.progress
-        return out
 
 
 @dataclass(frozen=True)

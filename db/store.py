@@ -15,6 +15,7 @@ take the connection as their first argument. Public methods return the frozen re
 from __future__ import annotations
 
 import difflib
+import gc
 import json
 import math
 import re
@@ -304,12 +305,25 @@ def _run_from_row(row) -> Run:
     d["datasets"] = _json_tuple(row[c["datasets"]])
     d["tags"] = _json_tuple(row[c["tags"]])
     d["notes"] = row[c["notes"]] or ""
-    d["created_at"] = utc_datetime(row[c["created_at"]])
-    d["started_at"] = utc_datetime(row[c["started_at"]])
-    d["ended_at"] = utc_datetime(row[c["ended_at"]])
+    d["_created"] = row[c["created_at"]]
+    d["_started"] = row[c["started_at"]]
+    d["_ended"] = row[c["ended_at"]]
     d["events_cursor"] = row[c["events_cursor"]] or 0
     d["_config_json"] = row[c["config_json"]] or "{}"
     return run
+
+
+def _without_gc(build):
+    """Run ``build()`` with the cyclic garbage collector paused. Building 20,000 records next to a list
+    of 10,000 fetched rows otherwise triggers collections that rescan every one of them (half the cost
+    of a large listing); these records hold no reference cycles."""
+    if not gc.isenabled():
+        return build()
+    gc.disable()
+    try:
+        return build()
+    finally:
+        gc.enable()
 
 
 def _summary_from_row(row) -> RunSummary:
@@ -319,7 +333,7 @@ def _summary_from_row(row) -> RunSummary:
     for field, i in _SUMMARY_PLAIN:
         d[field] = row[i]
     d["points"] = row[_COL["points"]] or 0
-    d["updated_at"] = utc_datetime(row[_COL["updated_at"]])
+    d["_updated"] = row[_COL["updated_at"]]
     return summary
 
 
@@ -1023,9 +1037,9 @@ class RunStore:
             stmt = stmt.limit(limit)
         with self._transaction() as connection:
             result = connection.execute(stmt)
-            rows = result.cursor.fetchall()  # plain driver tuples: the columns need no conversion
+            rows = _without_gc(result.cursor.fetchall)  # plain driver tuples: no column needs converting
             result.close()
-        return [_summary_from_row(r) for r in rows]
+        return _without_gc(lambda: [_summary_from_row(r) for r in rows])
 
     def compare(self, refs: Sequence[int | str]) -> Comparison:
         """Several runs side by side, in the order given."""
@@ -1176,7 +1190,7 @@ class RunStore:
             result = connection.exec_driver_sql(
                 self._hot.series.sql, self._hot.series.params({"run_id": run_id, "key": key})
             )
-            rows = result.cursor.fetchall()
+            rows = _without_gc(result.cursor.fetchall)
             result.close()
         return [SeriesPoint(s, v, w) for s, v, w in downsample(rows, max_points)]
 
