@@ -24,3 +24,12 @@ class ArcModalScreen(ModalScreen):
     def report_failed_worker(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
             self.app.report_error(event.worker.error)
+
+
+def is_visible_screen(screen: Screen) -> bool:
+    """True when ``screen`` is on top, or right under a modal dialog (so still seen): polls of a
+    screen hidden under another one would only cost the screen on top its redraws."""
+    stack = screen.app.screen_stack
+    if stack and stack[-1] is screen:
+        return True
+    return len(stack) >= 2 and stack[-2] is screen and isinstance(stack[-1], ModalScreen)

@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
 from arctui.messages import ComparisonLoaded
-from arctui.screens.base import ArcScreen
+from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import Comparison, read_comparison
 from arctui.widgets.formatting import format_gb, format_number, format_percent, format_ratio
@@ -99,6 +99,8 @@ class CompareScreen(ArcScreen):
 
     def refresh_comparison(self) -> None:
         if self._poll is not None and not self._poll.is_finished:
+            return
+        if not is_visible_screen(self):
             return
         self._poll = self.load_comparison()
 

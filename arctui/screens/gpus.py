@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
 from arctui.messages import GpusSampled
-from arctui.screens.base import ArcScreen
+from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.data import GpuReading, read_gpus
 from arctui.widgets.formatting import format_percent
 
@@ -62,6 +62,8 @@ class GpusScreen(ArcScreen):
 
     def refresh_gpus(self) -> None:
         if self._poll is not None and not self._poll.is_finished:
+            return
+        if not is_visible_screen(self):
             return
         self._poll = self.load_gpus()
 

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Footer, Log, ProgressBar, Static
 
-from arctui.screens.base import ArcScreen
+from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.messages import RunDetailLoaded
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import GpuReading, RunDetail, read_run_detail
@@ -116,6 +116,8 @@ class RunScreen(ArcScreen):
     # -- reading ---------------------------------------------------------------------------------
     def refresh_detail(self) -> None:
         if self._poll is not None and not self._poll.is_finished:
+            return
+        if not is_visible_screen(self):
             return
         self._poll = self.load_detail()
 

@@ -17,7 +17,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, Static
 
-from arctui.screens.base import ArcScreen
+from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.messages import RunsLoaded
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import RunRow, read_runs
@@ -140,6 +140,7 @@ class RunsScreen(ArcScreen):
         super().__init__()
         self.rows: list[RunRow] = []
         self._poll = None
+        self._ages: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-bar"):
@@ -153,6 +154,9 @@ class RunsScreen(ArcScreen):
         yield table
         yield Static("", id="runs-status")
         yield Footer()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_runs()  # back from another screen: show what changed meanwhile at once
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
@@ -176,8 +180,11 @@ class RunsScreen(ArcScreen):
 
     # -- reading ---------------------------------------------------------------------------------
     def refresh_runs(self) -> None:
-        """Start a read unless one is still running (a slow database never piles up threads)."""
+        """Start a read unless one is still running (a slow database never piles up threads) or the
+        screen is hidden under another one (it catches up when it shows again)."""
         if self._poll is not None and not self._poll.is_finished:
+            return
+        if not is_visible_screen(self):
             return
         self._poll = self.load_runs(self.where, COLUMN_BY_KEY[self.sort_key].sort_field, self.descending)
 
@@ -205,15 +212,19 @@ class RunsScreen(ArcScreen):
                 if old[row.id] != row:
                     for column in COLUMNS:
                         table.update_cell(row.id, column.key, column.render(row, now))
-            # ages move on even when nothing else changes
+            # ages move on even when nothing else changes; touch only the cells whose text did
             for row in rows:
-                table.update_cell(row.id, "created", COLUMN_BY_KEY["created"].render(row, now))
+                age = format_age(row.created_at, now)
+                if self._ages.get(row.id) != age:
+                    self._ages[row.id] = age
+                    table.update_cell(row.id, "created", age)
         else:
             cursor_id = self.current_run_id()
             table.clear()
             for row in rows:
                 mark = SELECT_MARK if row.id in self.selected else " "
                 table.add_row(mark, *(c.render(row, now) for c in COLUMNS), key=row.id)
+            self._ages = {row.id: format_age(row.created_at, now) for row in rows}
             if cursor_id is not None and any(r.id == cursor_id for r in rows):
                 table.move_cursor(row=table.get_row_index(cursor_id), animate=False)
         self.rows = rows

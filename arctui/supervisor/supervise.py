@@ -258,7 +258,24 @@ class Supervisor:
             self.sampler = None
             return
         if samples:
-            self.store.append_gpu_samples(self.run_id, samples)
+            from db.errors import StoreError
+
+            try:
+                self.store.append_gpu_samples(self.run_id, samples)
+            except StoreError as exc:
+                log(f"store error while saving GPU samples: {exc}")
+
+    def ingest_or_retry(self) -> None:
+        """Ingest; on a store error (e.g. a database restarting) log it and re-read the whole file
+        next time: the store's cursor drops what already landed."""
+        from db.errors import StoreError
+
+        try:
+            ingest(self.store, self.run_id, self.tailer, self.state)
+        except StoreError as exc:
+            log(f"store error while ingesting, retrying: {exc}")
+            self.tailer = EventTailer(self.folder.events_file)
+            self.state = StreamState(latencies=self.state.latencies, ingested=self.state.ingested)
 
     def watch(self, popen: subprocess.Popen | None, pgid: int, gpu_ids) -> str:
         self.open_sampler(gpu_ids)
@@ -268,7 +285,7 @@ class Supervisor:
         next_group_check = 0.0
         code: int | None = None
         while True:
-            ingest(self.store, self.run_id, self.tailer, self.state)
+            self.ingest_or_retry()
             now = time.monotonic()
             if now >= next_gpu:
                 self.sample_gpus()
@@ -284,7 +301,8 @@ class Supervisor:
                     break
                 next_group_check = now + 0.5
             time.sleep(self.poll)
-        ingest(self.store, self.run_id, self.tailer, self.state)
+        self.ingest_or_retry()
+        self.ingest_or_retry()  # after a store error the first call only reset the tailer
         status = finish(self.store, self.run_id, self.folder, self.state, code, attached=popen is None)
         wall = time.monotonic() - started
         lat = sorted(self.state.latencies)

@@ -131,4 +131,5 @@ def seeded(tmp_path) -> SeededStore:
     return seed_store(tmp_path)
 
 
-REPO_ROOT_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT_CONFIGS = REPO_ROOT / "configs"

@@ -44,13 +44,34 @@ async def test_form_launch_watch_and_stop_a_tiny_cpu_run(tmp_path):
         loss = screen.query_one("#loss-plot", LinePlot)
         await wait_for(pilot, lambda: loss.series and len(loss.series[0].xs) >= 2)
         assert screen.detail.row.max_steps == 500
+        run_id = screen.run_id
+        step_when_closed = screen.detail.row.step
 
+    # closing the app never stops a run: it keeps training with no app open
+    import time
+
+    with RunStore.open(url) as store:
+        deadline = time.monotonic() + 120
+        while store.get_summary(run_id).last_step <= step_when_closed and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert store.get_run(run_id).status == "running"
+        assert store.get_summary(run_id).last_step > step_when_closed
+
+    # reopening shows it live again; stop it from there, with confirmation
+    app = make_app(url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.screen.query("#runs-table") and app.screen.rows)
+        row = app.screen.rows[0]
+        assert (row.id, row.status) == (run_id, "running")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.detail is not None)
+        screen = app.screen
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await wait_for(pilot, lambda: screen.detail.row.status == "stopped", tries=120 * SECONDS)
         assert (screen.detail.row.step or 0) < 500
     with RunStore.open(url) as store:
-        run = store.get_run(screen.run_id)
+        run = store.get_run(run_id)
         assert run.status == "stopped"
         assert store.metric_series(run.id, "loss")
