@@ -119,7 +119,7 @@ def tail_lines(path: Path, n: int = 20, max_bytes: int = 64 * 1024) -> list[str]
     except FileNotFoundError:
         return []
     lines = []
-    for raw in data.decode("utf-8", "replace").splitlines():
+    for raw in data.decode("utf-8", "replace").split("\n"):
         line = raw.rsplit("\r", 1)[-1].rstrip()
         if line.strip():
             lines.append(line)

@@ -59,6 +59,9 @@ def test_foreground_and_detached_runs_at_once_into_one_sqlite_file(tmp_path, tin
     assert "checkpoints" in shown and "step 2" in shown and "completed" in shown and "max_steps: 4" in shown
     logs = env.arctui("logs", str(run_id), "-n", "3", check=True).stdout
     assert 0 < len(logs.splitlines()) <= 3
+    followed = env.arctui("logs", str(run_id), "-f", check=True).stdout  # ended run: prints all, returns
+    assert "[fine_tuning]" in followed and followed == (folder / "train.log").read_text()
+    assert "supervisor pid" in env.arctui("logs", str(run_id), "--supervisor", check=True).stdout
 
 
 def test_ctrl_c_stops_gracefully_and_resume_continues_the_step_count(tmp_path, tiny_model_dir):
