@@ -63,7 +63,7 @@ def vram_text(summary, gpu_samples) -> str:
 
 
 def render(summary, gpu_samples, note: str = ""):
-    from rich.console import Group
+    from rich.markup import escape
     from rich.panel import Panel
     from rich.progress_bar import ProgressBar
     from rich.table import Table
@@ -74,16 +74,16 @@ def render(summary, gpu_samples, note: str = ""):
     grid.add_column()
     total = summary.max_steps or 0
     done = summary.last_step or 0
+    grid.add_row("progress", ProgressBar(total=max(total, 1), completed=min(done, max(total, 1)), width=40))
     grid.add_row("step", f"{done}/{total or '?'}")
     grid.add_row("loss", f"{fmt(summary.loss)}   eval loss {fmt(summary.eval_loss)}")
     grid.add_row("speed", f"{fmt(summary.seconds_per_step, '.3g')} s/step   "
                           f"{fmt(summary.tokens_per_second, '.0f')} tokens/s")
-    grid.add_row("VRAM", vram_text(summary, gpu_samples))
+    grid.add_row("VRAM", escape(vram_text(summary, gpu_samples)))
     grid.add_row("ETA", fmt_duration(eta_seconds(summary)))
     if note:
-        grid.add_row("", f"[yellow]{note}[/]")
-    bar = ProgressBar(total=max(total, 1), completed=min(done, max(total, 1)), width=50)
-    return Panel(Group(bar, grid), title=f"run {run.id} {run.name} [{run.status}]", expand=False)
+        grid.add_row("", f"[yellow]{escape(note)}[/]")
+    return Panel(grid, title=escape(f"run {run.id} {run.name} [{run.status}]"), expand=False)
 
 
 class _Interrupts:
