@@ -219,5 +219,8 @@ def transaction(engine: Engine, url: URL, *, write: bool = False) -> Iterator[Co
         with engine.connect() as connection:
             if write:
                 connection.execution_options(arctui_write=True)
+            elif connection.dialect.name == "postgresql":
+                # One snapshot for every statement of a read (SQLite's read transactions already are).
+                connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
                 yield connection

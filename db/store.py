@@ -1065,17 +1065,17 @@ class RunStore:
     def append_metrics(self, ref: int | str, points: Iterable[MetricPoint | tuple]) -> int:
         """Insert a batch of metric points; (run, key, step) duplicates are ignored. Returns how many
         were new. The run's summary is updated in the same transaction."""
-        rows = _point_tuples(points)
+        rows = _without_gc(lambda: _point_tuples(points))
         if not rows:
             return 0
         run_id = ref if type(ref) is int else self._resolve_id(ref)
         # Everything that does not need the database is prepared before taking the write lock, so two
         # writers overlap this work instead of queueing for it.
-        batch = _PointBatch(run_id, rows)
+        batch = _without_gc(lambda: _PointBatch(run_id, rows))
         with self._transaction(write=True) as connection:
             if self._hot.lock_run.execute(connection, {"run_id": run_id}).first() is None:
                 raise UnknownRunError(f"no run with id {run_id}: list runs with `arctui runs`")
-            return self._insert_batch(connection, batch)
+            return _without_gc(lambda: self._insert_batch(connection, batch))
 
     def _resolve_id(self, ref: int | str) -> int:
         with self._transaction() as connection:
