@@ -33,6 +33,8 @@ from runner.errors import ConfigError, DataError, ModelError, UserError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What `arctui resume --set` may change: how long and how often, not what is trained.
 RESUME_KEYS = frozenset({"max_steps", "save_steps", "eval_steps", "logging_steps", "notes", "tags"})
+EXPLICIT_KEYS = ("grid_encoder", "max_seq_len", "max_steps", "batch_size", "per_device_train_batch_size",
+                 "learning_rate", "lora_r")
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 # Spawned supervisors, polled now and then so a long-lived parent (the TUI) leaves no zombies.
 _children: list[subprocess.Popen] = []
@@ -127,6 +129,14 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
             raise ModelError(f"adapter_path {adapter} is not a folder; point it at a saved LoRA adapter")
         resolved["adapter_path"] = adapter
     resolved["model_path"] = _resolve_model(cfg["model_path"])
+    # The runner's defaults for the keys people filter and compare on, written out, so the stored
+    # config says what ran (and `arctui runs` has an msl and an encoder for every run).
+    from runner.fine_tuning import TrainingConfig
+
+    defaults = TrainingConfig()
+    for key in EXPLICIT_KEYS:
+        if cfg[key] is None:
+            resolved[key] = getattr(defaults, key)
     return cfg.with_overrides(resolved)
 
 
