@@ -87,6 +87,7 @@ FIELDS: dict[str, _Field] = {
     "random_seed": _Field("int", None, minimum=0),
     "remove_train_samples_to_fit_max_seq_len": _Field("bool", None),
     "group_by_length": _Field("bool", None),
+    "length_grouping_window": _Field("int", None, minimum=1),
     "verbose": _Field("bool", None),
     "report_to": _Field("str", None),
 }
