@@ -27,7 +27,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, inspect, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, inspect, select, update
 from sqlalchemy.engine import URL, Engine
 
 from db import query
@@ -1094,7 +1094,7 @@ class RunStore:
             result = connection.exec_driver_sql(hot.insert_points.sql, batch.params())
         else:
             result = connection.exec_driver_sql(
-                hot.insert_points.sql, [hot.insert_points.params(dict(zip(POINT_COLUMNS, p))) for p in batch.params()]
+                hot.insert_points.sql, [hot.insert_points.params(dict(zip(POINT_COLUMNS, p, strict=True))) for p in batch.params()]
             )
         inserted = result.rowcount
         old_stats = {r.key: r for r in hot.stats.execute(connection, {"run_id": run_id}) if r.key in batch.stats}
@@ -1123,10 +1123,10 @@ class RunStore:
     ) -> None:
         hot = self._hot
         inserts = [
-            {"run_id": run_id, "key": k, **dict(zip(STAT_COLUMNS, s))} for k, s in merged.items() if k not in old_stats
+            {"run_id": run_id, "key": k, **dict(zip(STAT_COLUMNS, s, strict=True))} for k, s in merged.items() if k not in old_stats
         ]
         updates = [
-            {"b_run_id": run_id, "b_key": k, **{f"v_{c}": v for c, v in zip(STAT_COLUMNS, s)}}
+            {"b_run_id": run_id, "b_key": k, **{f"v_{c}": v for c, v in zip(STAT_COLUMNS, s, strict=True)}}
             for k, s in merged.items()
             if k in old_stats
         ]

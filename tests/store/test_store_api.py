@@ -349,7 +349,7 @@ def test_list_runs_sort_limit_and_nulls_last(store):
 
 def test_compare_shows_config_differences_in_order(store):
     a = store.create_run(SEED_CONFIG, name="a")
-    b = store.create_run(SEED_CONFIG | {"max_seq_len": 2048, "per_device_train_batch_size": 2}, name="b")
+    store.create_run(SEED_CONFIG | {"max_seq_len": 2048, "per_device_train_batch_size": 2}, name="b")
     store.append_metrics(a.id, [("loss", 1, 1.0)])
     comparison = store.compare(["b", a.id])
     assert [s.run.name for s in comparison.summaries] == ["b", "a"]
