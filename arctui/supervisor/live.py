@@ -126,7 +126,8 @@ def watch_run(store, run_id: int, *, db_url: str | None, poll: float = 0.5, out=
                     note = str(exc)
             summary = store.get_summary(run_id)
             if live is not None:
-                live.update(render(summary, store.latest_gpu_samples(run_id), note))
+                shown = note or ("waiting in the GPU queue" if summary.run.status == "queued" else "")
+                live.update(render(summary, store.latest_gpu_samples(run_id), shown))
             elif summary.last_step != last_step:
                 last_step = summary.last_step
                 print(status_line(summary), file=out, flush=True)
