@@ -3,6 +3,7 @@ database can be unusable."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -137,3 +138,10 @@ def test_cli_prints_store_errors_as_one_line(tmp_path, capsys):
     assert main(["--db", f"sqlite:///{tmp_path / 'junk.db'}", "db", "upgrade"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("arctui: error: ") and "not an SQLite database" in err[0]
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs (unwritable even for root)")
+def test_unwritable_folder_is_one_line():
+    message = one_line_error("sqlite:////sys/kernel/arctui.db")
+    assert "cannot open database" in message or "not writable" in message
+    assert not os.path.exists("/sys/kernel/arctui.db")
