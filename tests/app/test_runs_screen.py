@@ -32,7 +32,7 @@ async def test_runs_screen_lists_most_recent_first(seeded):
         table = app.screen.query_one("#runs-table", DataTable)
         assert str(table.get_cell("3", "status")) == "running"
         assert str(table.get_cell("3", "progress")).endswith("40/100")
-        assert str(table.get_cell("1", "s_per_step")) == "3.3"
+        assert str(table.get_cell("1", "s_per_step")) == "3.30"
         assert str(table.get_cell("1", "vram")) == "21.0 GB"
         assert str(table.get_cell("1", "accuracy")) == "5.0%"
 

@@ -13,8 +13,11 @@ from arctui.app import make_app
 from arctui.screens.compare import CompareScreen
 from arctui.screens.new_run import NewRunScreen
 from arctui.screens.run import RunScreen
-from tests.app.conftest import REPO_ROOT_CONFIGS
+from tests.app.conftest import REPO_ROOT
 from tests.app.test_compare_gpus import two_h100s
+
+
+PRESET = REPO_ROOT / "tests" / "app" / "presets" / "snapshot-cpu.yaml"  # ours, so others' edits of configs/ keep these stable
 
 
 def no_nvidia(indices=None):
@@ -103,11 +106,11 @@ def test_gpus_screen_with_two_gpus(snap_compare, seeded):
     assert snap_compare(app_for(seeded, two_h100s), terminal_size=(100, 20), run_before=run_before)
 
 
-def test_new_run_form_tiny_preset(snap_compare, seeded):
+def test_new_run_form_from_preset(snap_compare, seeded):
     async def run_before(pilot):
-        pilot.app.push_screen(NewRunScreen(preset=REPO_ROOT_CONFIGS / "tiny-cpu.yaml"))
+        pilot.app.push_screen(NewRunScreen(preset=PRESET))
         await settle(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen)
-                     and pilot.app.screen.query("#field-name") and pilot.app.screen.text("name") == "tiny-cpu"
+                     and pilot.app.screen.query("#field-name") and pilot.app.screen.text("name") == "snapshot-cpu"
                      and not pilot.app.screen.pending and pilot.app.screen._no_gpu_reason is not None)
 
     assert snap_compare(app_for(seeded), terminal_size=(120, 40), run_before=run_before)
@@ -115,9 +118,9 @@ def test_new_run_form_tiny_preset(snap_compare, seeded):
 
 def test_new_run_form_with_errors(snap_compare, seeded):
     async def run_before(pilot):
-        pilot.app.push_screen(NewRunScreen(preset=REPO_ROOT_CONFIGS / "tiny-cpu.yaml"))
+        pilot.app.push_screen(NewRunScreen(preset=PRESET))
         await settle(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen)
-                     and pilot.app.screen.query("#field-name") and pilot.app.screen.text("name") == "tiny-cpu"
+                     and pilot.app.screen.query("#field-name") and pilot.app.screen.text("name") == "snapshot-cpu"
                      and not pilot.app.screen.pending and pilot.app.screen._no_gpu_reason is not None)
         screen = pilot.app.screen
         screen.query_one("#field-grid_encoder", Input).value = "GridShapeEncoder(Nope())"
