@@ -620,10 +620,7 @@ class _PointBatch:
             # The first point of a repeated step is the one stored (ON CONFLICT DO NOTHING).
             self.stats[key] = (len(points), values[steps.index(top)], top, min(values), max(values))
         self.top_step = max((s[2] for s in self.stats.values()), default=0)
-
-    def params(self) -> list[tuple]:
-        run_id = self.run_id
-        return [(run_id, k, s, v, w) for k, s, v, w in self.rows]
+        self.params = [(run_id, k, s, v, w) for k, s, v, w in rows]  # driver rows, in POINT_COLUMNS order
 
 
 def _finite(value: Any) -> float | None:
@@ -1073,9 +1070,10 @@ class RunStore:
         # writers overlap this work instead of queueing for it.
         batch = _without_gc(lambda: _PointBatch(run_id, rows))
         with self._transaction(write=True) as connection:
-            if self._hot.lock_run.execute(connection, {"run_id": run_id}).first() is None:
+            locked = self._hot.lock_run.execute(connection, {"run_id": run_id}).first()
+            if locked is None:
                 raise UnknownRunError(f"no run with id {run_id}: list runs with `arctui runs`")
-            return _without_gc(lambda: self._insert_batch(connection, batch))
+            return _without_gc(lambda: self._insert_batch(connection, batch, locked))
 
     def _resolve_id(self, ref: int | str) -> int:
         with self._transaction() as connection:
@@ -1084,17 +1082,17 @@ class RunStore:
     def _insert_points(self, connection: Connection, run_id: int, rows: list[tuple]) -> int:
         return self._insert_batch(connection, _PointBatch(run_id, rows)) if rows else 0
 
-    def _insert_batch(self, connection: Connection, batch: _PointBatch) -> int:
+    def _insert_batch(self, connection: Connection, batch: _PointBatch, locked=None) -> int:
         """Insert ``batch`` (duplicates of stored points are skipped by the database), update per-key
         statistics and the run summary. The caller holds the run's write lock."""
         hot, run_id = self._hot, batch.run_id
         if not batch.rows:
             return 0
         if hot.points_as_tuples:
-            result = connection.exec_driver_sql(hot.insert_points.sql, batch.params())
+            result = connection.exec_driver_sql(hot.insert_points.sql, batch.params)
         else:
             result = connection.exec_driver_sql(
-                hot.insert_points.sql, [hot.insert_points.params(dict(zip(POINT_COLUMNS, p, strict=True))) for p in batch.params()]
+                hot.insert_points.sql, [hot.insert_points.params(dict(zip(POINT_COLUMNS, p, strict=True))) for p in batch.params]
             )
         inserted = result.rowcount
         old_stats = {r.key: r for r in hot.stats.execute(connection, {"run_id": run_id}) if r.key in batch.stats}
@@ -1115,12 +1113,21 @@ class RunStore:
                 if row.count:
                     latest = hot.value_at.execute(connection, {"run_id": run_id, "key": key, "step": row.top}).scalar()
                     merged[key] = [row.count, latest, row.top, row.low, row.high]
-        self._update_stats(connection, run_id, merged, old_stats, inserted, batch.top_step)
+        self._update_stats(connection, run_id, merged, old_stats, inserted, batch.top_step, locked)
         return inserted
 
     def _update_stats(
-        self, connection: Connection, run_id: int, merged: dict[str, list], old_stats: dict, added: int, top_step: int
+        self,
+        connection: Connection,
+        run_id: int,
+        merged: dict[str, list],
+        old_stats: dict,
+        added: int,
+        top_step: int,
+        locked=None,
     ) -> None:
+        """Write the merged per-key statistics and the run's summary columns. ``locked`` is the run's
+        summary row when the caller already read it under the write lock."""
         hot = self._hot
         inserts = [
             {"run_id": run_id, "key": k, **dict(zip(STAT_COLUMNS, s, strict=True))} for k, s in merged.items() if k not in old_stats
@@ -1134,7 +1141,7 @@ class RunStore:
             hot.insert_stats.execute_many(connection, inserts)
         if updates:
             hot.update_stats.execute_many(connection, updates)
-        summary = hot.lock_run.execute(connection, {"run_id": run_id}).one()
+        summary = locked if locked is not None else hot.lock_run.execute(connection, {"run_id": run_id}).one()
         vram = [s[4] for k, s in merged.items() if k.startswith(PEAK_MEMORY_PREFIX)]
         if summary.peak_vram_gb is not None:
             vram.append(summary.peak_vram_gb)
