@@ -127,7 +127,6 @@ class CompareScreen(ArcScreen):
             Text.assemble(
                 f"comparing {len(names)} runs  ·  baseline ",
                 (names[base], "bold"),
-                "  (b: next baseline, m: copy as markdown)",
             )
         )
         params = self.query_one("#compare-params", DataTable)

@@ -11,15 +11,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 INTRO = """\
-[b]arctui[/b] manages LoRA fine-tuning runs of small language models on ARC tasks.
+[b]arctui[/b] manages LoRA fine-tuning runs of small language models on ARC tasks. \
+Runs belong to their own supervisor process: closing arctui never stops them, and reopening it \
+shows them live again, wherever they were launched from (`arctui launch` too).
 
-Runs are launched by a supervisor in their own process session: closing arctui never stops them,
-and reopening it shows them live again, wherever they were launched from (`arctui launch` too).
-
-[b]Filter[/b] runs with the same language as `arctui runs --where`:
-  model~SmolLM and msl>=2048      status=running or status=queued
-  tag=baseline                    s_per_step<2 and not (lr>1e-4)
-[b]Command palette[/b]: ctrl+p lists every action of the current screen.
+[b]Filter[/b] with the language of `arctui runs --where`, for example:
+  model~SmolLM and msl>=2048
+  status=running or status=queued
+  tag=baseline and s_per_step<2
+[b]ctrl+p[/b] opens the command palette: every action of the current screen.
 """
 
 
@@ -64,7 +64,6 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         below = self.below
         with VerticalScroll(id="help-dialog"):
-            yield Static(Text.from_markup(INTRO), id="help-intro")
             if below is not None and getattr(below, "BINDINGS", None):
                 name = type(below).__name__.removesuffix("Screen") or "Screen"
                 self.entries[f"{name} screen"] = binding_entries(_as_bindings(below.BINDINGS), self.app)
@@ -73,4 +72,5 @@ class HelpScreen(ModalScreen[None]):
             ]
             for title, entries in self.entries.items():
                 yield Static(bindings_table(title, entries))
+            yield Static(Text.from_markup(INTRO), id="help-intro")
             yield Static(Text("escape closes this help", style="dim"))

@@ -117,11 +117,11 @@ class RunsScreen(ArcScreen):
         Binding("c", "compare", "Compare", id="runs.compare"),
         Binding("slash", "focus_filter", "Filter", id="runs.filter"),
         Binding("s", "cycle_sort", "Sort", id="runs.sort"),
-        Binding("S", "reverse_sort", "Reverse", id="runs.reverse", show=False),
+        Binding("S", "reverse_sort", "Reverse sort", id="runs.reverse", show=False),
         Binding("x", "stop_run", "Stop", id="runs.stop"),
-        Binding("r", "resume_run", "Resume", id="runs.resume", show=False),
-        Binding("k", "clone_run", "Clone", id="runs.clone", show=False),
-        Binding("escape", "clear", "Clear", id="runs.clear", show=False),
+        Binding("r", "resume_run", "Resume run", id="runs.resume", show=False),
+        Binding("k", "clone_run", "Clone into a new run", id="runs.clone", show=False),
+        Binding("escape", "clear", "Clear selection, then filter", id="runs.clear", show=False),
     ]
 
     where: reactive[str] = reactive("")
