@@ -114,6 +114,14 @@ def get_run(env: Env, run_id: int):
         store.close()
 
 
+def stored_steps(env: Env, run_id: int) -> list[int]:
+    store = env.store()
+    try:
+        return [p.step for p in store.metric_series(run_id, "loss", max_points=100000)]
+    finally:
+        store.close()
+
+
 def assert_points_match_file(env: Env, run_id: int) -> list[int]:
     """Every step event of the file is one loss point in the store: none lost, none doubled."""
     run = get_run(env, run_id)

@@ -18,6 +18,7 @@ from tests.supervisor.helpers import (
     get_run,
     last_step,
     make_env,
+    stored_steps,
     wait_until,
     write_config,
 )
@@ -105,7 +106,7 @@ def test_kill_9_of_the_supervisor_is_recovered_then_a_dead_run_becomes_crashed(t
     wait_until(lambda: last_step(env, run_id) > killed_at + 1, what="the new supervisor ingesting")
     new = get_run(env, run_id)
     assert new.supervisor_pid != run.supervisor_pid and new.status == "running"
-    steps = assert_points_match_file(env, run_id)
+    steps = stored_steps(env, run_id)  # still running: the file may be a step ahead of the store
     assert steps == list(range(1, steps[-1] + 1))  # none lost, none doubled across the gap
 
     # Now both the supervisor and the training die: the next command records what is known.
