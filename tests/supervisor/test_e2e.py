@@ -45,7 +45,8 @@ def test_foreground_and_detached_runs_at_once_into_one_sqlite_file(tmp_path, tin
     assert (folder / "output" / "checkpoint-2").is_dir()
     assert "accelerate.commands.launch" in (folder / "train.log").read_text()
 
-    assert get_run(env, long_id).status == "running" and last_step(env, long_id) >= 1
+    wait_until(lambda: last_step(env, long_id) >= 1, what="the detached run's first step")
+    assert get_run(env, long_id).status == "running"
     stopped = env.arctui("stop", str(long_id), "--kill", "--wait", "60", check=True)
     assert "stopped" in stopped.stdout
     long_run = get_run(env, long_id)
