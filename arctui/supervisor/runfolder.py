@@ -81,6 +81,7 @@ class RunFolder:
             return None
 
     def request_stop(self, mode: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         self.stop_file.write_text(mode + "\n")
 
     def clear_stop_request(self) -> None:
