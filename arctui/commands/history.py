@@ -235,7 +235,7 @@ def show_command(args) -> int:
         out += ["  " + line for line in run.last_error.splitlines()]
     out.append("")
     out.append("config")
-    out += ["  " + line for line in yaml.safe_dump(run.config, sort_keys=False).splitlines()]
+    out += ["  " + line for line in yaml.safe_dump(run.config, sort_keys=False, default_flow_style=None).splitlines()]
     if detail.evals:
         out.append("")
         out.append("evaluations")
