@@ -60,6 +60,7 @@ class ArcTuiApp(App[int]):
         self._store = None
         self._store_lock = threading.Lock()
         self._last_error: tuple[str, float] | None = None
+        self._statuses: dict[str, str] = {}
 
     # -- the store, opened once, lazily, from a worker thread ------------------------------------
     def store(self):
@@ -93,6 +94,18 @@ class ArcTuiApp(App[int]):
             return
         self._last_error = (message, now)
         self.notify(message, title="Error", severity="error", timeout=8)
+
+    def note_statuses(self, rows) -> None:
+        """Remember the status of each run a screen read; a run seen active that is now failed or
+        crashed gets a notification, whichever screen is on top."""
+        for row in rows:
+            before = self._statuses.get(row.id)
+            self._statuses[row.id] = row.status
+            if before in ("queued", "running") and row.status in ("failed", "crashed"):
+                self.notify(
+                    f"Run {row.name} (#{row.id}) {row.status}; open it for the last error and log.",
+                    title="Run ended badly", severity="error", timeout=15,
+                )
 
     # -- navigation -------------------------------------------------------------------------------
     def action_help(self) -> None:

@@ -130,6 +130,7 @@ class RunScreen(ArcScreen):
     def take_detail(self, message: RunDetailLoaded) -> None:
         if message.detail.row.id == self.run_id or self.detail is None:
             self.detail = message.detail
+            self.app.note_statuses([message.detail.row])
 
     def watch_detail(self, old: RunDetail | None, detail: RunDetail | None) -> None:
         if detail is None:

@@ -201,6 +201,7 @@ class RunsScreen(ArcScreen):
             return
         self._apply_rows(message.rows)
         self._update_status()
+        self.app.note_statuses(message.rows)
 
     def _apply_rows(self, rows: list[RunRow]) -> None:
         table = self.query_one("#runs-table", DataTable)

@@ -1,6 +1,6 @@
 """The main path, for real: fill the new-run form for the tiny model on CPU, launch (a detached
-supervisor and `accelerate launch`), watch progress and the loss curve arrive, stop it, and see the
-run end as stopped - then close the app and check a running run is never stopped by closing."""
+supervisor and `accelerate launch`), watch progress and the loss curve arrive, close the app (the run
+goes on), reopen it, stop the run with confirmation, resume it and stop it again."""
 
 from __future__ import annotations
 
@@ -17,6 +17,16 @@ from tests.app.conftest import REPO_ROOT_CONFIGS
 from tests.app.test_runs_screen import wait_for
 
 SECONDS = 20  # wait_for ticks per second
+
+
+def training_reached(screen, step: int) -> bool:
+    """The run shown by ``screen`` is past ``step``; fails at once, with its error, if it ended badly."""
+    detail = screen.detail
+    if detail is None:
+        return False
+    if detail.row.status in ("failed", "crashed"):
+        raise AssertionError(f"run {detail.row.status}: {detail.last_error}\n" + "\n".join(detail.log_tail[-15:]))
+    return (detail.row.step or 0) > step
 
 
 @pytest.mark.slow
@@ -38,8 +48,7 @@ async def test_form_launch_watch_and_stop_a_tiny_cpu_run(tmp_path):
         assert any("Launched app-main-path" in n.message for n in app._notifications)
 
         # progress and a loss curve arrive from the store while the run trains
-        await wait_for(pilot, lambda: screen.detail is not None and (screen.detail.row.step or 0) >= 2,
-                       tries=180 * SECONDS)
+        await wait_for(pilot, lambda: training_reached(screen, 1), tries=180 * SECONDS)
         assert screen.detail.row.status == "running"
         loss = screen.query_one("#loss-plot", LinePlot)
         await wait_for(pilot, lambda: loss.series and len(loss.series[0].xs) >= 2)
@@ -70,7 +79,17 @@ async def test_form_launch_watch_and_stop_a_tiny_cpu_run(tmp_path):
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await wait_for(pilot, lambda: screen.detail.row.status == "stopped", tries=120 * SECONDS)
-        assert (screen.detail.row.step or 0) < 500
+        stopped_at = screen.detail.row.step or 0
+        assert stopped_at < 500
+
+        # resume: the same run continues from its latest checkpoint, step numbers go on
+        await pilot.press("r")
+        await wait_for(pilot, lambda: screen.detail.row.status in ("queued", "running"), tries=60 * SECONDS)
+        await wait_for(pilot, lambda: training_reached(screen, stopped_at), tries=180 * SECONDS)
+        assert screen.detail.row.id == run_id
+        await pilot.press("x")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.detail.row.status == "stopped", tries=120 * SECONDS)
     with RunStore.open(url) as store:
         run = store.get_run(run_id)
         assert run.status == "stopped"

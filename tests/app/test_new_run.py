@@ -188,3 +188,17 @@ async def test_fit_figure_is_computed_once_and_follows_msl(seeded, tiny_model_di
         await set_field(pilot, screen, "max_seq_len", str(lengths[-1]))
         assert note_text(screen, "max_seq_len").startswith("100% of 8 prompts fit msl")
         assert len(screen._fit_cache) == 1  # changing msl reuses the analysis
+
+
+async def test_launch_refused_by_the_supervisor_is_a_notification(seeded, tmp_path):
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        screen = await open_form(pilot, app, preset=REPO_ROOT_CONFIGS / "tiny-cpu.yaml")
+        await set_field(pilot, screen, "train_data", str(tmp_path / "missing.json"))
+        assert screen.errors == {}  # the file is checked by the launch itself
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: any("missing.json" in n.message for n in app._notifications), tries=600)
+        message = next(n.message for n in app._notifications if "missing.json" in n.message)
+        assert "does not exist" in message and "\n" not in message
+        assert app.screen is screen  # still on the form, ready to fix and retry
+        await wait_for(pilot, lambda: not screen.query_one("#launch", Button).disabled)

@@ -112,3 +112,14 @@ async def test_unknown_run_is_a_notification(seeded):
         await wait_for(pilot, lambda: len(app._notifications) > 0)
         assert "999" in next(iter(app._notifications)).message
         assert isinstance(app.screen, RunScreen)
+
+
+async def test_a_run_that_crashes_while_watched_is_notified(seeded):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        screen = await open_run(pilot, app, seeded.running_id)
+        with RunStore.open(seeded.url) as store:
+            store.set_status(seeded.running_id, "crashed", error="supervisor gone and no training process")
+        await wait_for(pilot, lambda: screen.detail.row.status == "crashed")
+        await wait_for(pilot, lambda: any("crashed" in n.message for n in app._notifications))
+        assert "supervisor gone" in static_text(screen, "#run-title")
