@@ -81,10 +81,23 @@ def load_sources(pairs: Sequence[Sequence[str]]) -> list[TrainSource]:
 
 
 def tokenize(prompt: Any, tokenizer: Any) -> tuple[list[int], list[int]]:
-    from runner.prompts import tokenize_prompt
+    """``runner.prompts.tokenize_prompt``: prompt and answer tokenized separately, labels -100 on the prompt."""
+    return tokenize_within(prompt, tokenizer, None)[0]
 
-    input_ids, labels = tokenize_prompt(prompt, tokenizer)
-    return list(input_ids), list(labels)
+
+def tokenize_within(
+    prompt: Any, tokenizer: Any, max_len: int | None
+) -> tuple[tuple[list[int], list[int]] | None, int]:
+    """(ids and labels, or None when longer than ``max_len``; the length). A prompt part alone over
+    ``max_len`` is rejected without tokenizing the answer (the length is then the prompt part's)."""
+    prompt_ids = list(tokenizer(prompt.prompt, add_special_tokens=False)["input_ids"])
+    if max_len is not None and len(prompt_ids) > max_len:
+        return None, len(prompt_ids)
+    answer_ids = list(tokenizer(prompt.answer, add_special_tokens=False)["input_ids"])
+    length = len(prompt_ids) + len(answer_ids)
+    if max_len is not None and length > max_len:
+        return None, length
+    return (prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids), length
 
 
 def _drop_last_train_example(task: dict) -> dict:
@@ -144,10 +157,15 @@ class TrainStream:
         return self._keys[order[position]]
 
     def draw(self, draw: int) -> tuple[Sample | None, int]:
-        """Build draw number ``draw``: (the sample or None when it does not fit, its token length)."""
+        """Build draw number ``draw``: (the sample or None when it does not fit, its token length).
+
+        Most of a run's data time goes to prompts that end up skipped, so only the chosen test sample's
+        prompt is rendered, and a prompt part already over msl is rejected before its answer is
+        tokenized (the length returned is then that of the prompt part).
+        """
         from runner.augment import augment_task
         from runner.data import sample_pool_task
-        from runner.prompts import create_prompts
+        from runner.prompts import build_conversation, render_prompt
 
         source_index, task_id = self._task_for_draw(draw)
         source = self.sources[source_index]
@@ -157,24 +175,23 @@ class TrainStream:
             task = sample_pool_task(task, rng)
         task, aug = augment_task(task, rng, shuffle=True, swap=True)
         aug_name = f"{'f' if aug.flip else 'n'}{aug.rotations}{''.join(map(str, aug.color_map))}"
+        test_index = rng.randrange(len(task["test"]))
         shortened = False
         while True:
-            prompts = create_prompts(
-                task, self.grid_encoder, self.tokenizer, source.prompt_version, task_id=task_id
-            )
-            prompt = prompts[rng.randrange(len(prompts))]
-            input_ids, labels = tokenize(prompt, self.tokenizer)
-            fits = len(input_ids) <= self.max_seq_len
+            conversation = build_conversation(task, test_index, self.grid_encoder, source.prompt_version)
+            prompt = render_prompt(conversation, self.tokenizer, task_id=task_id, test_index=test_index)
+            tokens, length = tokenize_within(prompt, self.tokenizer, self.max_seq_len)
+            fits = tokens is not None
             if fits or not self.remove_train_samples_to_fit_max_seq_len or len(task["train"]) <= 1:
                 break
             task = _drop_last_train_example(task)
             shortened = True
         if not fits:
-            return None, len(input_ids)
+            return None, length
         if shortened:
             self.stats.shortened += 1
-        sample_id = f"{draw}:{source_index}:{task_id}:{aug_name}:{prompt.test_index}"
-        return Sample(sample_id, input_ids, labels), len(input_ids)
+        sample_id = f"{draw}:{source_index}:{task_id}:{aug_name}:{test_index}"
+        return Sample(sample_id, *tokens), len(tokens[0])
 
     def _fresh_batch(self, size: int) -> list[Sample]:
         """The next ``size`` samples that fit; advances the cursor past every draw it used."""

@@ -189,3 +189,17 @@ def test_eval_batches_split_over_processes():
     parts = [eval_batches(samples, 2, 2, p) for p in range(2)]
     assert sorted(s.sample_id for part in parts for b in part for s in b) == sorted(s.sample_id for s in samples)
     assert [len(s) for s in parts[0][0]] == [9, 8]
+
+
+def test_tokenization_matches_the_prompts_module(arc_tasks, encoder, tokenizer):
+    from runner.prompts import create_prompts, tokenize_prompt
+    from runner.training_data import tokenize, tokenize_within
+
+    task_id = next(iter(arc_tasks))
+    prompt = create_prompts(arc_tasks[task_id], encoder, tokenizer, PROMPT_VERSION, task_id=task_id)[0]
+    expected = tokenize_prompt(prompt, tokenizer)
+    assert tokenize(prompt, tokenizer) == expected
+    n = len(expected[0])
+    assert tokenize_within(prompt, tokenizer, n) == (expected, n)
+    assert tokenize_within(prompt, tokenizer, n - 1) == (None, n)
+    assert tokenize_within(prompt, tokenizer, 10)[0] is None
