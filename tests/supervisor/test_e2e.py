@@ -121,3 +121,22 @@ def test_kill_9_of_the_supervisor_is_recovered_then_a_dead_run_becomes_crashed(t
     assert "supervisor and the training process are gone" in get_run(env, run_id).last_error
     steps = assert_points_match_file(env, run_id)
     assert steps == list(range(1, steps[-1] + 1))
+
+
+@pytest.mark.postgres
+def test_launch_into_postgresql(tmp_path, tiny_model_dir):
+    """The supervisor reaches the store named by --db (handed over in its environment) on PostgreSQL."""
+    from tests.store.conftest import PostgresSchema, postgres_base_url
+
+    schema = PostgresSchema(postgres_base_url())
+    try:
+        env = make_env(tmp_path)
+        env.db_url = schema.url
+        config = write_config(tmp_path, tiny_model_dir, max_steps=2)
+        proc = env.arctui("--db", schema.url, "launch", str(config))
+        assert proc.returncode == 0, proc.stderr
+        run_id = int(proc.stdout.splitlines()[0])
+        assert get_run(env, run_id).status == "completed"
+        assert assert_points_match_file(env, run_id) == [1, 2]
+    finally:
+        schema.drop()
