@@ -166,55 +166,77 @@ def run_case(name, writer_fn, writer_args, reader_fn, reader_args, writers=2) ->
     }
 
 
+def fresh_databases(folder: str, round_no: int) -> tuple[str, str]:
+    """A new raw sqlite3 file and a new store for one round (each round starts from empty tables)."""
+    from db.store import RunStore
+
+    raw_path = os.path.join(folder, f"raw-{round_no}.db")
+    connection = raw_connect(raw_path)
+    connection.executescript(RAW_SCHEMA)
+    connection.execute("INSERT INTO runs (id, name) VALUES (1, 'writer-1'), (2, 'writer-2')")
+    connection.close()
+    url = f"sqlite:///{os.path.join(folder, f'store-{round_no}.db')}"
+    with RunStore.open(url) as store:
+        for w in (1, 2):
+            store.create_run({"max_seq_len": 2048}, name=f"writer-{w}")
+    return raw_path, url
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=200_000, help="points per writer")
     parser.add_argument("--batch", type=int, default=2000, help="points per append_metrics call")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating raw/store rounds; the best of each counts")
     parser.add_argument("--target", type=float, default=100_000, help="points/s the store must reach")
     args = parser.parse_args(argv)
 
     from db.store import RunStore
 
-    with tempfile.TemporaryDirectory() as folder:
-        raw_path = os.path.join(folder, "raw.db")
-        connection = raw_connect(raw_path)
-        connection.executescript(RAW_SCHEMA)
-        connection.execute("INSERT INTO runs (id, name) VALUES (1, 'writer-1'), (2, 'writer-2')")
-        connection.close()
-        url = f"sqlite:///{os.path.join(folder, 'store.db')}"
-        with RunStore.open(url) as store:
-            for w in (1, 2):
-                store.create_run({"max_seq_len": 2048}, name=f"writer-{w}")
-
-        raw = run_case(
-            "raw sqlite3 executemany", raw_writer, lambda w: (raw_path, w, args.points, args.batch),
-            raw_reader, (raw_path,),
-        )  # fmt: skip
-        ours = run_case(
-            "RunStore.append_metrics", store_writer, lambda w: (url, w, args.points, args.batch),
-            store_reader, (url,),
-        )  # fmt: skip
-        with RunStore.open(url) as store:
-            stored = sum(store.get_summary(f"writer-{w}").points for w in (1, 2))
-
     total = 2 * args.points
-    print(f"ingest: 2 writer processes x {args.points} points in batches of {args.batch}, 1 reader process")
-    for case in (raw, ours):
-        rate = total / case["wall"]
-        case["rate"] = rate
-        case["cpu_rate"] = total / case["cpu"]
+    cases: dict[str, list[dict]] = {"raw": [], "store": []}
+    stored_ok = True
+    with tempfile.TemporaryDirectory() as folder:
+        for round_no in range(args.rounds):
+            raw_path, url = fresh_databases(folder, round_no)
+            raw_case = (
+                "raw sqlite3 executemany", raw_writer, lambda w, p=raw_path: (p, w, args.points, args.batch),
+                raw_reader, (raw_path,),
+            )  # fmt: skip
+            store_case = (
+                "RunStore.append_metrics", store_writer, lambda w, u=url: (u, w, args.points, args.batch),
+                store_reader, (url,),
+            )  # fmt: skip
+            # Alternate the order so that a change in the machine's load does not favour one side.
+            order = [("raw", raw_case), ("store", store_case)]
+            for name, case in order if round_no % 2 == 0 else order[::-1]:
+                cases[name].append(run_case(*case))
+            with RunStore.open(url) as store:
+                stored_ok &= sum(store.get_summary(f"writer-{w}").points for w in (1, 2)) == total
+
+    print(
+        f"ingest: 2 writer processes x {args.points} points in batches of {args.batch}, 1 reader process "
+        f"({READS_PER_SECOND} reads/s), best of {args.rounds} alternating rounds"
+    )
+    best = {}
+    for name, runs in cases.items():
+        for case in runs:
+            case["rate"], case["cpu_rate"] = total / case["wall"], total / case["cpu"]
+        case = best[name] = max(runs, key=lambda c: c["rate"])
         print(
-            f"  {case['name']:<26} {rate:>10,.0f} points/s   {case['wall']:6.2f} s wall   "
-            f"{case['cpu_rate']:>10,.0f} points per writer CPU second   "
-            f"reader loops {case['reads']:>4}   lock errors {case['errors']}"
+            f"  {case['name']:<26} {case['rate']:>10,.0f} points/s   {case['wall']:6.2f} s wall   "
+            f"{case['cpu_rate']:>10,.0f} points per writer CPU second   reader loops {case['reads']:>4}   "
+            f"lock errors {sum(c['errors'] for c in runs)} (all rounds)   "
+            f"rounds: {', '.join(format(c['rate'], ',.0f') for c in runs)}"
         )
+    raw, ours = best["raw"], best["store"]
     print(
         f"  ratio store/raw: {ours['rate'] / raw['rate']:.2f} (wall)   {ours['cpu_rate'] / raw['cpu_rate']:.2f} "
-        f"(writer CPU)   points stored: {stored} of {total}"
+        f"(writer CPU)   every point stored once: {stored_ok}"
     )
     if os.getloadavg()[0] > (os.cpu_count() or 1):
         print(f"  note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: wall-clock rates are noisy")
-    ok = ours["rate"] >= args.target and ours["errors"] == 0 and stored == total
+    errors = sum(c["errors"] for c in cases["store"])
+    ok = ours["rate"] >= args.target and errors == 0 and stored_ok
     print(f"  target >= {args.target:,.0f} points/s with zero lock errors: {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
 
