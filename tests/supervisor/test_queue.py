@@ -69,3 +69,56 @@ def test_wait_for_gpus_polls_until_free(store):
     said = []
     assert wait_for_gpus(store, run_id, 1, inventory=lambda: next(readings), poll=0.01, log=said.append) == (0,)
     assert said == ["queued: waiting for 1 free GPU(s)"]
+
+
+WAITER = """
+import json, sys, types
+from db.store import RunStore
+from arctui.supervisor.queue import wait_for_gpus
+
+def inventory():
+    with open(sys.argv[3]) as fh:
+        return [types.SimpleNamespace(index=g["index"], memory_used_mb=g["used_mb"]) for g in json.load(fh)]
+
+store = RunStore.open(sys.argv[1])
+print(json.dumps(wait_for_gpus(store, int(sys.argv[2]), 1, inventory=inventory, poll=0.05, log=lambda m: None)),
+      flush=True)
+"""
+
+
+def test_queue_order_holds_across_processes(tmp_path, monkeypatch):
+    """Two supervisors-to-be in two processes: the older run gets the GPU first, whoever polls first."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from db.store import RunStore
+    from tests.conftest import REPO_ROOT
+
+    monkeypatch.setenv("ARCTUI_HOME", str(tmp_path / "home"))
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    gpus = tmp_path / "gpus.json"
+    gpus.write_text(json.dumps([{"index": 0, "used_mb": 40000}]))  # busy with a foreign job
+    with RunStore.open(url) as store:
+        older, younger = queued(store, "older"), queued(store, "younger")
+        waiters = {
+            run_id: subprocess.Popen([sys.executable, "-c", WAITER, url, str(run_id), str(gpus)], cwd=REPO_ROOT,
+                                     stdout=subprocess.PIPE, text=True)
+            for run_id in (younger, older)  # the younger one starts polling first
+        }
+        try:
+            time.sleep(1.0)
+            assert all(w.poll() is None for w in waiters.values())
+            gpus.write_text(json.dumps([{"index": 0, "used_mb": 0}]))
+            assert json.loads(waiters[older].communicate(timeout=60)[0]) == [0]
+            assert store.get_run(older).status == "running" and store.get_run(younger).status == "queued"
+            time.sleep(0.5)
+            assert waiters[younger].poll() is None  # GPU 0 is held by the older run now
+            store.set_status(older, "completed", exit_code=0)
+            assert json.loads(waiters[younger].communicate(timeout=60)[0]) == [0]
+            assert store.get_run(younger).gpu_ids == (0,)
+        finally:
+            for w in waiters.values():
+                w.kill()
+                w.wait()
