@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from db.errors import StoreError
 
@@ -92,6 +93,13 @@ def check_sqlite_path(path: Path, *, create_parent: bool) -> None:
 def make_engine(url: URL) -> Engine:
     backend = url.get_backend_name()
     if backend == "sqlite":
+        if sqlite_path(url) is None:
+            # In-memory: one database per connection, so every thread must share the one connection.
+            engine = create_engine(
+                url, connect_args={"check_same_thread": False}, poolclass=StaticPool
+            )
+            _install_sqlite_hooks(engine)
+            return engine
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         _install_sqlite_hooks(engine)
         return engine

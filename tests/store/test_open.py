@@ -145,3 +145,15 @@ def test_unwritable_folder_is_one_line():
     message = one_line_error("sqlite:////sys/kernel/arctui.db")
     assert "cannot open database" in message or "not writable" in message
     assert not os.path.exists("/sys/kernel/arctui.db")
+
+
+def test_in_memory_database_is_shared_by_threads():
+    import threading
+
+    with RunStore.open("sqlite://") as store:
+        store.create_run({}, name="mem")
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(store.get_run("mem").name))
+        thread.start()
+        thread.join()
+        assert seen == ["mem"]
