@@ -56,20 +56,3 @@ class ComparisonLoaded(Message):
     def __init__(self, comparison: Comparison) -> None:
         super().__init__()
         self.comparison = comparison
-
-
-class RunLaunched(Message):
-    """The supervisor accepted a new run."""
-
-    def __init__(self, run_id: str, name: str) -> None:
-        super().__init__()
-        self.run_id = run_id
-        self.name = name
-
-
-class RunStopped(Message):
-    """A stop was requested for a run (it ends shortly after, on its own schedule)."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__()
-        self.run_id = run_id

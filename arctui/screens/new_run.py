@@ -26,6 +26,7 @@ from arctui.screens.data import GpuReading
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIT_DEBOUNCE_SECONDS = 0.8
+DEFAULT_PRESET = "demo-cpu.yaml"  # a blank form starts from it: a real run that works on any CPU
 EXAMPLE_GRID = [[1, 2, 0], [3, 0, 4]]
 ENCODER_EXAMPLES = (
     "GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))",
@@ -176,11 +177,10 @@ class NewRunScreen(ArcScreen):
     def compose(self) -> ComposeResult:
         yield Static("new run", id="new-run-title")
         with VerticalScroll(id="new-run-form"):
-            presets = find_presets()
             with Horizontal(classes="field"):
                 yield Label("start from")
                 yield Select(
-                    [(preset_label(p), str(p)) for p in presets],
+                    [],
                     prompt="a preset in configs/ (or k on a run to clone it)",
                     id="preset",
                     compact=True,
@@ -223,23 +223,25 @@ class NewRunScreen(ArcScreen):
     def on_mount(self) -> None:
         self.query_one("#gpu-select").display = False
         self.load_gpus()
+        self.find_presets(fill_default=self.clone_from is None and self.initial_preset is None)
         if self.clone_from is not None:
             self.load_cloned_run(self.clone_from)
         elif self.initial_preset is not None:
             self.load_preset(self.initial_preset)
-        else:
-            defaults = self._default_preset()
-            if defaults is not None:
-                self.load_preset(defaults)
-            else:
-                self.validate_all()
+        self.validate_all()
         self.query_one("#field-name", Input).focus()
 
-    def _default_preset(self) -> Path | None:
-        for path in find_presets():
-            if path.name == "demo-cpu.yaml":
-                return path
-        return None
+    @work(thread=True, exit_on_error=False, group="new-run-presets")
+    def find_presets(self, fill_default: bool) -> None:
+        """List the presets (a walk of configs/) and, for a blank form, start from demo-cpu.yaml."""
+        presets = find_presets()
+        self.app.call_from_thread(self._show_presets, presets)
+        default = next((p for p in presets if p.name == DEFAULT_PRESET), None)
+        if fill_default and default is not None:
+            self.app.call_from_thread(self.load_preset, default)
+
+    def _show_presets(self, presets: list[Path]) -> None:
+        self.query_one("#preset", Select).set_options([(preset_label(p), str(p)) for p in presets])
 
     # -- filling the form -------------------------------------------------------------------------
     @on(Select.Changed, "#preset")
