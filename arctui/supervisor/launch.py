@@ -169,8 +169,18 @@ def model_label(model_path: str) -> str:
     return Path(model_path).name or model_path
 
 
+def _name_taken(store, name: str) -> bool:
+    from db.errors import UnknownRunError
+
+    try:
+        store.get_run(name)
+    except UnknownRunError:
+        return False
+    return True
+
+
 def _create_run(store, cfg: RunConfig, name: str, strict: bool):
-    from db.errors import StoreError, UnknownRunError
+    from db.errors import StoreError
 
     kwargs = dict(
         tags=list(cfg.tags), notes=cfg.notes, host=socket.gethostname(),
@@ -178,21 +188,14 @@ def _create_run(store, cfg: RunConfig, name: str, strict: bool):
     )
     for attempt in range(1, 1000):
         candidate = name if attempt == 1 else f"{name[:95]}-{attempt}"
-        if not strict:
-            try:
-                store.get_run(candidate)
-                continue  # taken: the next suffix
-            except UnknownRunError:
-                pass
+        if not strict and _name_taken(store, candidate):
+            continue
         try:
             return store.create_run(cfg.to_dict() | {"name": candidate}, name=candidate, **kwargs)
-        except StoreError:
-            if strict or attempt > 990:
-                raise
-            try:
-                store.get_run(candidate)  # a concurrent launch took the name: try the next
-            except UnknownRunError:
-                raise
+        except StoreError as exc:
+            if strict or attempt > 990 or not _name_taken(store, candidate):
+                raise exc from None
+            # a concurrent launch took the name between our check and our insert: try the next
     raise UserError(f"too many runs named {name}-N; choose another --name")
 
 
