@@ -26,6 +26,7 @@ from arctui.screens.data import GpuReading
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIT_DEBOUNCE_SECONDS = 0.8
+CPU_CHOICE = -1  # the GPU selection's "cpu" entry
 DEFAULT_PRESET = "demo-cpu.yaml"  # a blank form starts from it: a real run that works on any CPU
 EXAMPLE_GRID = [[1, 2, 0], [3, 0, 4]]
 ENCODER_EXAMPLES = (
@@ -323,29 +324,36 @@ class NewRunScreen(ArcScreen):
             )
             held = f", used by {gpu.run_name or gpu.run_id}" if gpu.run_id else ""
             selection.add_option((f"{gpu.index}: {gpu.name} ({free}{held})", gpu.index))
+        if gpus:
+            selection.add_option(("cpu (no GPU)", CPU_CHOICE))
         selection.display = bool(gpus)
         self._apply_gpu_choice()
         self.validate_all()
 
     def _apply_gpu_choice(self) -> None:
+        """Show ``_wanted_gpus`` (from a preset or a cloned run) in the selection."""
+        if not self.gpu_choices:
+            return
         wanted = self._wanted_gpus
         selection = self.query_one("#gpu-select", SelectionList)
-        if isinstance(wanted, list | tuple):
+        offered = {gpu.index for gpu in self.gpu_choices}
+        with self.prevent(SelectionList.SelectedChanged):
             selection.deselect_all()
-            for index in wanted:
-                try:
-                    selection.select(int(index))
-                except Exception:
-                    pass
+            if wanted == "cpu":
+                selection.select(CPU_CHOICE)
+            elif isinstance(wanted, list | tuple):
+                for index in wanted:
+                    if int(index) in offered:
+                        selection.select(int(index))
 
     def _gpus_value(self):
+        """The config's ``gpus``: 'cpu', 'auto' (nothing ticked: queue for free GPUs) or indices."""
         if not self.gpu_choices:
             return "cpu"
         chosen = list(self.query_one("#gpu-select", SelectionList).selected)
-        wanted = self._wanted_gpus
-        if not chosen:
-            return "cpu" if wanted == "cpu" else "auto"
-        return sorted(chosen)
+        if CPU_CHOICE in chosen:
+            return "cpu"
+        return sorted(chosen) if chosen else "auto"
 
     @on(SelectionList.SelectedChanged, "#gpu-select")
     def gpus_changed(self) -> None:
@@ -442,8 +450,7 @@ class NewRunScreen(ArcScreen):
             per_device = int(self.text("per_device_train_batch_size")) if self.text("per_device_train_batch_size") else None
         except ValueError:
             batch = per_device = None
-        gpus = self._gpus_value()
-        processes = len(gpus) if isinstance(gpus, list) else 1
+        processes = self._processes()
         note, ok = gradient_accumulation_note(batch, per_device, processes)
         if note and "per_device_train_batch_size" not in errors and "batch_size" not in errors:
             if ok:
@@ -482,6 +489,17 @@ class NewRunScreen(ArcScreen):
         self.errors = errors
         self._show_gpu_note()
 
+    def _processes(self) -> int:
+        """How many processes `accelerate launch` will start for the form (arctui.config decides:
+        one per GPU for data parallel, one for device_map balanced/auto or CPU)."""
+        from arctui.config import config_from_mapping
+        from runner.errors import UserError
+
+        try:
+            return config_from_mapping(self.form_values(), validate=False).num_processes
+        except UserError:
+            return 1
+
     def _show_gpu_note(self) -> None:
         note = self.query_one("#note-gpus", Static)
         if not self.gpu_choices:
@@ -489,7 +507,12 @@ class NewRunScreen(ArcScreen):
             note.update(f"cpu: {reason}")
         else:
             gpus = self._gpus_value()
-            note.update("auto: queue until a GPU is free" if gpus == "auto" else f"gpus {gpus}")
+            if gpus == "auto":
+                note.update("none ticked: auto, the run queues until enough GPUs are free (n_gpus)")
+            elif gpus == "cpu":
+                note.update("cpu: the run trains on the CPU")
+            else:
+                note.update(f"GPUs {', '.join(map(str, gpus))}: {len(gpus)} process(es), data parallel")
 
     def watch_errors(self, errors: dict[str, str]) -> None:
         for field in TEXT_FIELDS:

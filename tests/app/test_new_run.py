@@ -202,3 +202,29 @@ async def test_launch_refused_by_the_supervisor_is_a_notification(seeded, tmp_pa
         assert "does not exist" in message and "\n" not in message
         assert app.screen is screen  # still on the form, ready to fix and retry
         await wait_for(pilot, lambda: not screen.query_one("#launch", Button).disabled)
+
+
+async def test_gpu_choice_with_gpus_sets_processes_and_accumulation(seeded):
+    from textual.widgets import SelectionList
+
+    from tests.app.test_compare_gpus import two_h100s
+
+    app = make_app(seeded.url, analyze_prompts=False, gpu_reader=two_h100s)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app, preset=REPO_ROOT_CONFIGS / "seed" / "04_1gpu_2048msl.yaml")
+        await wait_for(pilot, lambda: len(screen.gpu_choices) == 2)
+        selection = screen.query_one("#gpu-select", SelectionList)
+        selection.deselect_all()
+        await pilot.pause()
+        assert screen.form_values()["gpus"] == "auto"
+        selection.select(0)
+        selection.select(1)
+        await pilot.pause()
+        assert screen.form_values()["gpus"] == [0, 1]
+        await set_field(pilot, screen, "batch_size", "16")
+        await set_field(pilot, screen, "per_device_train_batch_size", "1")
+        assert note_text(screen, "per_device_train_batch_size") == (
+            "gradient accumulation 8 = 16 / (1 per device x 2 process(es))")
+        selection.select(-1)  # the cpu entry wins over ticked GPUs
+        await pilot.pause()
+        assert screen.form_values()["gpus"] == "cpu"
