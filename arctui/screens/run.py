@@ -15,8 +15,8 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Footer, Log, ProgressBar, Static
 
-from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.messages import RunDetailLoaded
+from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import GpuReading, RunDetail, read_run_detail
 from arctui.screens.runs import status_text

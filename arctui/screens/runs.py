@@ -17,8 +17,8 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, Static
 
-from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.messages import RunsLoaded
+from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import RunRow, read_runs
 from arctui.widgets.formatting import (

@@ -17,6 +17,7 @@ import pytest
 from arctui.supervisor.runfolder import RunFolder
 from db.store import GpuSample, RunStore
 
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):
     """Run ``async def`` tests in a fresh event loop (no asyncio plugin needed for Pilot tests)."""

@@ -16,7 +16,6 @@ from arctui.screens.run import RunScreen
 from tests.app.conftest import REPO_ROOT
 from tests.app.test_compare_gpus import two_h100s
 
-
 PRESET = REPO_ROOT / "tests" / "app" / "presets" / "snapshot-cpu.yaml"  # ours, so others' edits of configs/ keep these stable
 
 
