@@ -1167,7 +1167,9 @@ class RunStore:
     def _recent_median(self, connection: Connection, run_id: int, key: str) -> float | None:
         """Median of the latest MEDIAN_WINDOW points of ``key`` (a primary-key range read, no sort of
         the whole series): the current speed, robust to warm-up steps and evaluation pauses."""
-        values = [r[0] for r in self._hot.recent_values.execute(connection, {"run_id": run_id, "key": key})]
+        result = self._hot.recent_values.execute(connection, {"run_id": run_id, "key": key})
+        values = [r[0] for r in result.cursor.fetchall()]
+        result.close()
         return _median(sorted(values)) if values else None
 
     def metric_keys(self, ref: int | str) -> list[str]:
