@@ -204,6 +204,38 @@ def generate(
     return results  # type: ignore[return-value]
 
 
+def _prefill_rows(model, prompts: Sequence[Sequence[int]], width: int, device):
+    """Run each prompt alone, then stack the caches left-padded to ``width``.
+
+    On CPU, attention with a padding mask falls back to a kernel that materialises the whole
+    (batch, heads, length, length) score tensor and is several times slower than the causal kernel a
+    single unpadded row gets, while prompt processing is compute-bound anyway: so rows are
+    prefilled one by one and only the token-by-token decoding, where batching pays, runs batched.
+    Keys carry their rotary positions 0..len-1, the same positions the batched decode continues from;
+    the zero padding is masked out by the attention mask.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    row_caches, last_logits = [], []
+    for prompt in prompts:
+        row_cache = DynamicCache()
+        ids = torch.tensor([list(prompt)], dtype=torch.long, device=device)
+        out = model(input_ids=ids, past_key_values=row_cache, use_cache=True, logits_to_keep=1)
+        row_caches.append(row_cache)
+        last_logits.append(out.logits[:, -1, :])
+    cache = DynamicCache()
+    for layer_index in range(len(row_caches[0].layers)):
+        keys, values = [], []
+        for row_cache in row_caches:
+            layer = row_cache.layers[layer_index]
+            pad = width - layer.keys.shape[-2]
+            keys.append(torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)))
+            values.append(torch.nn.functional.pad(layer.values, (0, 0, pad, 0)))
+        cache.update(torch.cat(keys), torch.cat(values), layer_index)
+    return cache, torch.cat(last_logits)
+
+
 def _generate_batch(
     model,
     tokenizer,
@@ -232,16 +264,20 @@ def _generate_batch(
         attention_mask[row, width - len(prompt) :] = 1
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    logits = out.logits[:, -1, :]
+    if device.type == "cuda" or len({len(p) for p in prompts}) == 1:
+        # GPU attention kernels take a padding mask at full speed; equal lengths need no mask at all.
+        cache = DynamicCache()
+        out = model(
+            input_ids=input_ids,
+            attention_mask=None if attention_mask.all() else attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits = out.logits[:, -1, :]
+    else:
+        cache, logits = _prefill_rows(model, prompts, width, device)
     position_ids = position_ids[:, -1:]
     stop_id_tensor = torch.tensor(list(stop_ids), device=device)
 

@@ -48,6 +48,16 @@ def test_batched_generation_equals_unbatched(tiny):
         assert a.logprob < 0
 
 
+def test_equal_length_prompts_batch_without_a_mask(tiny):
+    model, tokenizer = tiny
+    texts = [f"<|im_start|>user\n{word * 5}<|im_end|>\n<|im_start|>assistant\n" for word in ("ab", "cd", "ef")]
+    prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert len({len(p) for p in prompts}) == 1
+    one_by_one = generate(model, tokenizer, prompts, batch_size=1, max_new_tokens=6)
+    batched = generate(model, tokenizer, prompts, batch_size=3, max_new_tokens=6)
+    assert [g.text for g in one_by_one] == [g.text for g in batched]
+
+
 def test_stop_string_ends_each_row_where_it_appears(tiny):
     model, tokenizer = tiny
     prompts = _prompts(tokenizer, 3)
