@@ -87,6 +87,7 @@ class RunScreen(ArcScreen):
         self.run_id = str(run_id)
         self._poll = None
         self._log_lines: tuple[str, ...] = ()
+        self._shown: dict[str, tuple] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="run-title")
@@ -97,7 +98,8 @@ class RunScreen(ArcScreen):
                 yield LinePlot(id="tokens-plot", empty_message="no tokens/s yet")
         with Horizontal(id="run-panels"):
             with Vertical(id="run-progress-panel"):
-                yield ProgressBar(id="run-progress", show_eta=False)
+                # a known total from the start: an indeterminate bar animates at full frame rate
+                yield ProgressBar(total=1, id="run-progress", show_eta=False)
                 yield Static("", id="run-progress-text")
             yield Static("", id="run-gpus")
         yield Log(id="run-log", max_lines=500)
@@ -139,7 +141,7 @@ class RunScreen(ArcScreen):
         if old is None or old.series != detail.series:
             self._show_plots(detail)
         self._show_progress(detail)
-        self.query_one("#run-gpus", Static).update(gpu_lines(detail.gpus, detail.row.gpus == "cpu"))
+        self._update_static("#run-gpus", gpu_lines(detail.gpus, detail.row.gpus == "cpu"))
         if old is None or old.log_tail != detail.log_tail:
             self._show_log(detail.log_tail)
 
@@ -154,7 +156,14 @@ class RunScreen(ArcScreen):
         )
         if detail.last_error and row.status in ("failed", "crashed"):
             title.append(f"\n{detail.last_error}", style="red")
-        self.query_one("#run-title", Static).update(title)
+        self._update_static("#run-title", title)
+
+    def _update_static(self, selector: str, text: Text) -> None:
+        """Update a panel only when its text changed: a redraw costs more than the comparison."""
+        key = (text.plain, tuple(text.spans))
+        if self._shown.get(selector) != key:
+            self._shown[selector] = key
+            self.query_one(selector, Static).update(text)
 
     def _show_plots(self, detail: RunDetail) -> None:
         self.query_one("#loss-plot", LinePlot).series = tuple(
@@ -173,7 +182,7 @@ class RunScreen(ArcScreen):
     def _show_progress(self, detail: RunDetail) -> None:
         row = detail.row
         bar = self.query_one("#run-progress", ProgressBar)
-        if row.max_steps:
+        if row.max_steps and (bar.total, bar.progress) != (row.max_steps, row.step or 0):
             bar.update(total=row.max_steps, progress=row.step or 0)
         now = self.app.clock()
         if row.started_at is None:
@@ -195,7 +204,7 @@ class RunScreen(ArcScreen):
             f"skipped {format_percent(skipped, 1)} of prompts (> msl {format_number(row.max_seq_len)})",
             style=style,
         )
-        self.query_one("#run-progress-text", Static).update(lines)
+        self._update_static("#run-progress-text", lines)
 
     def _show_log(self, tail: tuple[str, ...]) -> None:
         log = self.query_one("#run-log", Log)

@@ -212,7 +212,9 @@ class RunsScreen(ArcScreen):
             for row in rows:
                 if old[row.id] != row:
                     for column in COLUMNS:
-                        table.update_cell(row.id, column.key, column.render(row, now))
+                        cell = column.render(row, now)
+                        if str(cell) != str(column.render(old[row.id], now)):
+                            table.update_cell(row.id, column.key, cell)
             # ages move on even when nothing else changes; touch only the cells whose text did
             for row in rows:
                 age = format_age(row.created_at, now)
