@@ -81,6 +81,8 @@ class CompareScreen(ArcScreen):
         self._poll = None
         self.markdown = ""
         """The comparison as markdown, as last copied or shown."""
+        self.saved_path = None
+        """Where the last copy was saved as a file."""
 
     def compose(self) -> ComposeResult:
         yield Static(f"comparing {len(self.run_ids)} runs", id="compare-title")
@@ -169,8 +171,20 @@ class CompareScreen(ArcScreen):
             self.notify("Nothing to copy yet.", severity="warning")
             return
         self.markdown = comparison_markdown(self.comparison)
-        self.app.copy_to_clipboard(self.markdown)
-        self.notify(f"Copied {self.markdown.count(chr(10))} lines of markdown to the clipboard.")
+        self.app.copy_to_clipboard(self.markdown)  # OSC 52: works in most terminals, not all
+        self.save_markdown(self.markdown, [run.id for run in self.comparison.runs])
+
+    @work(thread=True, exit_on_error=False, group="compare-save")
+    def save_markdown(self, markdown: str, run_ids: list[str]) -> None:
+        """Keep a copy on disk too, for terminals that ignore clipboard requests."""
+        from arctui.paths import arctui_home
+
+        path = arctui_home() / "comparisons" / f"compare-{'-'.join(run_ids)}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown, encoding="utf-8")
+        self.saved_path = path
+        lines = markdown.count("\n")
+        self.app.call_from_thread(self.notify, f"Copied {lines} lines of markdown to the clipboard; also in {path}")
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [

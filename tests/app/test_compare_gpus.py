@@ -50,7 +50,8 @@ async def test_compare_baseline_moves_and_markdown_is_copied(seeded):
         vram = next(line for line in lines if line.startswith("| peak VRAM"))
         assert vram == "| peak VRAM | 7.0 GB (0.33x) | 21.0 GB |"
         assert lines[-1] == "Ratios are to the baseline run `baseline-10240`."
-        assert any("Copied" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any("Copied" in n.message for n in app._notifications))
+        assert screen.saved_path.read_text() == markdown
 
 
 async def test_gpus_screen_without_nvidia_driver_says_so(seeded):

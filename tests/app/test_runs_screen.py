@@ -152,3 +152,23 @@ async def test_unreachable_database_is_a_notification(tmp_path):
         message = next(iter(app._notifications)).message
         assert "missing-folder" in message
         assert "\n" not in message
+
+
+async def test_clicking_a_header_sorts_by_it_and_again_reverses(seeded):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        table = app.screen.query_one("#runs-table", DataTable)
+        # x of the s/step header: the widths of the columns before it, each with one cell of padding a side
+        x = 0
+        for key, column in table.columns.items():
+            if key.value == "s_per_step":
+                break
+            x += column.get_render_width(table)
+        # a real pointer moves before it clicks; the hover lets the table map the header cells
+        await pilot.hover("#runs-table", offset=(x + 2, 0))
+        await pilot.click("#runs-table", offset=(x + 2, 0))
+        await wait_for(pilot, lambda: app.screen.sort_key == "s_per_step" and table_ids(app)[:3] == ["1", "2", "3"])
+        assert "▼" in str(table.columns[next(k for k in table.columns if k.value == "s_per_step")].label)
+        await pilot.click("#runs-table", offset=(x + 2, 0))
+        await wait_for(pilot, lambda: table_ids(app)[:3] == ["3", "2", "1"])
