@@ -191,6 +191,9 @@ class RunScreen(ArcScreen):
             elapsed = (row.ended_at or now) - row.started_at
         eta = eta_seconds(row.step, row.max_steps, row.seconds_per_step) if row.is_active else None
         lines = Text()
+        if row.status == "queued":
+            waiting = "free GPUs (gpus: auto)" if row.gpus == "auto" else "its supervisor to start training"
+            lines.append(f"queued: waiting for {waiting}\n", style="yellow")
         lines.append(f"step {row.step if row.step is not None else '-'}/{row.max_steps or '-'}", style="bold")
         lines.append(f"   elapsed {format_duration(elapsed)}   ETA {format_duration(eta) if row.is_active else '-'}\n")
         lines.append(f"loss {format_number(row.loss)}   eval {format_number(row.eval_loss)}\n")
