@@ -15,12 +15,25 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from arctui.supervisor.launch import launch_run, prepare_config, resume_run, stop_run, wait_for_final
-from arctui.supervisor.runfolder import RunFolder
-
+# Imported on first use (PEP 562), so `arctui runs` pays only for what it touches.
+_LAZY = {
+    "launch_run": "arctui.supervisor.launch",
+    "prepare_config": "arctui.supervisor.launch",
+    "resume_run": "arctui.supervisor.launch",
+    "stop_run": "arctui.supervisor.launch",
+    "wait_for_final": "arctui.supervisor.launch",
+    "RunFolder": "arctui.supervisor.runfolder",
+}
 __all__ = ["RunFolder", "launch_run", "prepare_config", "open_store", "resume_run", "stop_run", "wait_for_final"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_store(db_url: str | None, *, recover: bool = True, quiet: bool = False):
@@ -28,7 +41,7 @@ def open_store(db_url: str | None, *, recover: bool = True, quiet: bool = False)
     from db.store import RunStore
 
     store = RunStore.open(db_url)
-    if recover:
+    if recover and store.active_runs():  # the common case, nothing active, skips the imports below
         from arctui.supervisor.recovery import recover_orphans
 
         try:
