@@ -79,6 +79,7 @@ def time_runner_loop(args, model_dir: Path, out: Path, cfg: dict) -> list[float]
     run = Run(parse_config(runner_flags(args, model_dir, out)), StopRequest())
     run.prepare_inputs()
     run.build_model()
+    run.batches.close()  # batches come from this script, not the runner's builder
     batches = [run.stream.next_batch(args.batch_size) for _ in range(args.steps)]
     ends = [time.perf_counter()]
     for batch in batches:

@@ -42,7 +42,6 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -350,6 +349,7 @@ class Run:
         self.started = time.time()
         self.events: EventWriter | None = None
         self.data_order = None
+        self.batches = None
         self.step = 0
         self.last_train_loss: float | None = None
         self.last_eval_loss: float | None = None
@@ -418,6 +418,8 @@ class Run:
             remove_train_samples_to_fit_max_seq_len=cfg.remove_train_samples_to_fit_max_seq_len,
             grouping_window=cfg.length_grouping_window,
         )
+        if self.resume_state is not None:
+            self.stream.load_state_dict(self.resume_state["data"])
 
     # -- side effects from here on -------------------------------------------------------------
     def open_outputs(self) -> None:
@@ -434,7 +436,11 @@ class Run:
         import torch
         from transformers import AutoModelForCausalLM, get_scheduler
 
+        from runner.training_data import BatchBuilder
+
         cfg, acc = self.cfg, self.accelerator
+        # Started first: the child's imports and tokenizer load overlap the model load.
+        self.batches = BatchBuilder(self.stream, cfg.model_path, cfg.grid_encoder, cfg.batch_size)
         random.seed(cfg.random_seed)
         torch.manual_seed(cfg.random_seed)
         self.dtype = _resolve_dtype(cfg.torch_dtype, acc.device)
@@ -505,7 +511,6 @@ class Run:
         acc = self.accelerator
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
         self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt"))
-        self.stream.load_state_dict(self.resume_state["data"])
         self.step = int(self.resume_state["step"])
         self.last_train_loss = self.resume_state.get("train_loss")
         self.last_eval_loss = self.resume_state.get("eval_loss")
@@ -598,11 +603,6 @@ class Run:
     def accumulation_steps(self) -> int:
         return self.cfg.batch_size // (self.cfg.per_device_train_batch_size * self.accelerator.num_processes)
 
-    def _next_batch(self):
-        """(global batch, stream state right after it): made on a helper thread, one step ahead."""
-        batch = self.stream.next_batch(self.cfg.batch_size)
-        return batch, self.stream.state_dict()
-
     def optimizer_step(self, batch) -> dict[str, Any]:
         """One optimizer step over a global batch; returns this step's figures."""
         import torch
@@ -692,14 +692,10 @@ class Run:
         cfg, acc = self.cfg, self.accelerator
         cuda = acc.device.type == "cuda"
         window: dict[str, Any] = _empty_window()
-        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
         try:
-            future = prefetch.submit(self._next_batch) if self.step < cfg.max_steps else None
             while self.step < cfg.max_steps:
                 step_started = time.perf_counter()
-                batch, self.stream_state_after_step = future.result()
-                if self.step + 1 < cfg.max_steps:
-                    future = prefetch.submit(self._next_batch)
+                batch, self.stream_state_after_step = self.batches.next()
                 figures = self.optimizer_step(batch)
                 if cuda:
                     torch.cuda.synchronize()
@@ -729,7 +725,7 @@ class Run:
                     self._print(f"stopped by {self.stop.signal_name or 'a signal'} at step {self.step}")
                     return "stopped"
         finally:
-            prefetch.shutdown(wait=True, cancel_futures=True)
+            self.batches.close()
         self._save_final()
         return "completed"
 
@@ -753,7 +749,7 @@ class Run:
             samples_per_second=window["samples"] / seconds,
             padding_share=(padded - window["real_tokens"]) / padded if padded else 0.0,
             peak_memory_gb=self._peak_memory(),
-            skipped_share=self.stream.stats.share_skipped,
+            skipped_share=_skipped_share(self.stream_state_after_step),
         )
         self._print(
             f"step {self.step}/{self.cfg.max_steps}: loss {self.last_train_loss:.4f}, "
@@ -780,6 +776,10 @@ class Run:
         self.events.close()
         if self.data_order is not None:
             self.data_order.close()
+
+
+def _skipped_share(stream_state: dict[str, Any]) -> float:
+    return stream_state["skipped"] / stream_state["drawn"] if stream_state["drawn"] else 0.0
 
 
 def _empty_window() -> dict[str, Any]:

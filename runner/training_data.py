@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.errors import ConfigError, DataError
+from runner.errors import ConfigError, DataError, UserError
 
 IGNORE_INDEX = -100
 PERCENTILES = (50, 75, 90, 95, 97)
@@ -395,3 +395,88 @@ def prompt_length_stats(
         "train_prompts": len(lengths),
         "min_length": min(lengths) if lengths else 0,
     }
+
+
+def _build_batches_in_child(spec: dict[str, Any], results: Any) -> None:
+    """Child process: rebuild the stream from ``spec`` and put (batch, state) pairs in order."""
+    import signal
+
+    # The parent handles SIGTERM/SIGINT (a graceful stop) and ends this process itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        from transformers import AutoTokenizer
+
+        from runner.encoders import create_grid_encoder
+
+        tokenizer = AutoTokenizer.from_pretrained(spec["model_path"])
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        stream = TrainStream(
+            spec["sources"], create_grid_encoder(spec["grid_encoder"]), tokenizer, spec["max_seq_len"],
+            spec["seed"], remove_train_samples_to_fit_max_seq_len=spec["remove"],
+            grouping_window=spec["grouping_window"],
+        )
+        if spec["state"] is not None:
+            stream.load_state_dict(spec["state"])
+        while True:
+            batch = stream.next_batch(spec["batch_size"])
+            results.put(("batch", batch, stream.state_dict()))
+    except BaseException as exc:  # reported to the parent, which raises it there
+        results.put(("error", type(exc).__name__, str(exc), isinstance(exc, UserError)))
+
+
+class BatchBuilder:
+    """Builds the stream's global batches in a child process, a few steps ahead, in order.
+
+    Augmenting, rendering and tokenizing cost ~10 ms a draw, mostly Python holding the GIL; in a
+    child process it overlaps the training step instead of slowing the thread that launches GPU
+    kernels. The batches are exactly those of ``stream.next_batch`` from ``stream``'s current state.
+    """
+
+    def __init__(self, stream: TrainStream, model_path: str, grid_encoder_spec: str, batch_size: int,
+                 ahead: int = 3) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # fork would copy torch/CUDA state
+        self._results = context.Queue(maxsize=ahead)
+        spec = {
+            "sources": stream.sources, "model_path": model_path, "grid_encoder": grid_encoder_spec,
+            "max_seq_len": stream.max_seq_len, "seed": stream.seed,
+            "remove": stream.remove_train_samples_to_fit_max_seq_len,
+            "grouping_window": stream.grouping_window, "state": stream.state_dict(), "batch_size": batch_size,
+        }
+        if not stream.cursor and not stream.stats.drawn:
+            spec["state"] = None
+        self._process = context.Process(
+            target=_build_batches_in_child, args=(spec, self._results), name="arctui-batches", daemon=True
+        )
+        self._process.start()
+
+    def next(self) -> tuple[list[Sample], dict[str, Any]]:
+        """The next (global batch, stream state right after it)."""
+        import queue
+
+        while True:
+            try:
+                message = self._results.get(timeout=5)
+                break
+            except queue.Empty:
+                if not self._process.is_alive():
+                    raise RuntimeError(
+                        f"the batch-building process died (exit code {self._process.exitcode})"
+                    ) from None
+        if message[0] == "error":
+            _, kind, text, user_error = message
+            if user_error:
+                raise ConfigError(text)
+            raise RuntimeError(f"building training batches failed: {kind}: {text}")
+        return message[1], message[2]
+
+    def close(self) -> None:
+        # SIGKILL: the child ignores SIGTERM (that signal means "stop gracefully" to the parent only).
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._results.cancel_join_thread()
+        self._results.close()
