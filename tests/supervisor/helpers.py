@@ -30,7 +30,7 @@ class Env:
         env["PYTHONPATH"] = str(REPO_ROOT)
         return env
 
-    def arctui(self, *args: str, timeout: float = 240, check: bool = False) -> subprocess.CompletedProcess:
+    def arctui(self, *args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "arctui", *args], cwd=REPO_ROOT, env=self.environ(),
                               capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
@@ -83,7 +83,7 @@ def write_config(tmp_path: Path, model_dir: Path, **overrides) -> Path:
     return path
 
 
-def wait_until(predicate, timeout: float = 120, poll: float = 0.2, what: str = "condition"):
+def wait_until(predicate, timeout: float = 300, poll: float = 0.2, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

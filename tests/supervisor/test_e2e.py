@@ -47,7 +47,7 @@ def test_foreground_and_detached_runs_at_once_into_one_sqlite_file(tmp_path, tin
 
     wait_until(lambda: last_step(env, long_id) >= 1, what="the detached run's first step")
     assert get_run(env, long_id).status == "running"
-    stopped = env.arctui("stop", str(long_id), "--kill", "--wait", "60", check=True)
+    stopped = env.arctui("stop", str(long_id), "--kill", "--wait", "300", check=True)
     assert "stopped" in stopped.stdout
     long_run = get_run(env, long_id)
     assert long_run.status == "stopped" and long_run.exit_code == 137  # SIGKILL: no checkpoint, no end event
@@ -73,7 +73,7 @@ def test_ctrl_c_stops_gracefully_and_resume_continues_the_step_count(tmp_path, t
     run_id = int(proc.stdout.readline())
     wait_until(lambda: last_step(env, run_id) >= 3, what="step 3")
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=300)
     run = get_run(env, run_id)
     assert run.status == "stopped", err
     assert proc.returncode == 143  # the run's own: ended by SIGTERM after saving a checkpoint
