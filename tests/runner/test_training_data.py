@@ -203,3 +203,22 @@ def test_tokenization_matches_the_prompts_module(arc_tasks, encoder, tokenizer):
     assert tokenize_within(prompt, tokenizer, n) == (expected, n)
     assert tokenize_within(prompt, tokenizer, n - 1) == (None, n)
     assert tokenize_within(prompt, tokenizer, 10)[0] is None
+
+
+def test_batch_builder_process_serves_the_stream_batches_in_order(arc_tasks, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from runner.training_data import BatchBuilder
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    encoder = create_grid_encoder(DEFAULT_GRID_ENCODER)
+    stream = make_stream(arc_tasks, encoder, tokenizer, grouping_window=2)
+    stream.next_batch(3)  # start mid-window, as a resumed run would
+    builder = BatchBuilder(stream, str(tiny_model_dir), DEFAULT_GRID_ENCODER, batch_size=3)
+    try:
+        served = [builder.next() for _ in range(3)]
+    finally:
+        builder.close()
+    for batch, state in served:
+        assert ids(batch) == ids(stream.next_batch(3))
+        assert state == stream.state_dict()
