@@ -316,9 +316,11 @@ def ratio_text(kind: str | None, r: float | None, is_baseline: bool) -> str:
     return f"{r:.2g}x"
 
 
-def _param_text(value) -> str:
+def _param_text(value, key: str = "") -> str:
     if value is None:
         return "-"
+    if key == "val_dataset" and isinstance(value, list):
+        return " ".join(map(str, value))  # one [file, prompt_version] pair, as train_datasets shows them
     if isinstance(value, list):
         return ", ".join(_param_text(v) for v in value) if all(not isinstance(v, list) for v in value) \
             else "; ".join(" ".join(map(str, v)) if isinstance(v, list) else str(v) for v in value)
@@ -361,7 +363,7 @@ def compare_tables(data: dict[str, Any]) -> tuple[list[str], list[list[str]], li
     """Both tables have one row per run. Metrics: s/step with a "speed-up" column (as the seed note
     reads), every other metric with its ratio or difference to the baseline in parentheses."""
     p_headers = ["run", *data["param_keys"]]
-    p_rows = [[f"{r['id']} {r['name']}", *(_param_text(r["params"][k]) for k in data["param_keys"])]
+    p_rows = [[f"{r['id']} {r['name']}", *(_param_text(r["params"][k], k) for k in data["param_keys"])]
               for r in data["runs"]]
     m_headers = ["run", "status"]
     for _key, header, _get, kind in METRICS:
