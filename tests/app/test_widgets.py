@@ -1,0 +1,94 @@
+"""Unit tests of the pure pieces: number/duration/age formatting and the braille plot."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from arctui.widgets.formatting import (
+    eta_seconds,
+    format_age,
+    format_duration,
+    format_gb,
+    format_number,
+    format_percent,
+    format_ratio,
+    progress_bar,
+)
+from arctui.widgets.line_plot import Series, render_plot
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (None, "-"), (0.0, "0"), (0.39, "0.390"), (3.3, "3.30"), (21.0, "21.0"), (123.4, "123"),
+    (12_345.0, "12.3k"), (123_456.0, "123k"), (1e-5, "1.0e-05"), (2048, "2,048"), (250_000, "250k"),
+    (float("nan"), "nan"),
+])
+def test_format_number(value, text):
+    assert format_number(value) == text
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "-"), (-1, "-"), (0, "0s"), (45.4, "45s"), (108, "1m48s"), (600, "10m00s"), (3 * 3600 + 7 * 60, "3h07m"),
+    (50 * 3600, "2d02h"),
+])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_format_age_rounds_so_runs_made_together_read_the_same():
+    now = 1_000_000.0
+    assert format_age(now - 598.2, now) == format_age(now - 601.9, now) == "10m ago"
+    assert format_age(now - 3, now) == "just now"
+    assert format_age(now - 30, now) == "30s ago"
+    assert format_age(now - 7200, now) == "2h ago"
+    assert format_age(now - 5 * 86400, now) == "5d ago"
+    assert format_age(None, now) == "-"
+
+
+def test_small_formatters():
+    assert format_percent(0.35) == "35%" and format_percent(0.04, 2) == "4.00%" and format_percent(None) == "-"
+    assert format_gb(7.04) == "7.0 GB" and format_gb(None) == "-"
+    assert format_ratio(21.0, 7.0) == "3.00x" and format_ratio(1.0, 0) == "-" and format_ratio(None, 1) == "-"
+    assert eta_seconds(40, 100, 1.8) == pytest.approx(108) and eta_seconds(0, 100, 2.0) == 200
+    assert eta_seconds(None, 100, 1.0) is None and eta_seconds(10, None, 1.0) is None
+    assert progress_bar(5, 10, 10) == "━━━━━─────" and progress_bar(None, 10, 4) == "    "
+    assert len(progress_bar(1, 3, 7)) == 7
+
+
+def lines_of(text) -> list[str]:
+    return text.plain.split("\n")
+
+
+def test_plot_fills_the_given_size_with_labels_axis_and_legend():
+    xs = tuple(float(i) for i in range(1, 101))
+    train = Series("train", xs, tuple(2.0 * math.exp(-x / 30) + 0.3 for x in xs))
+    evals = Series("eval", (20.0, 40.0, 60.0), (1.2, 0.8, 0.6), "#ffb454")
+    lines = lines_of(render_plot([train, evals], 60, 12))
+    assert len(lines) == 12
+    assert all(len(line) <= 60 for line in lines)
+    assert lines[0].lstrip().startswith("2.") and "┤" in lines[0]  # top label is the maximum
+    assert lines[-2].strip().startswith("└1") and lines[-2].rstrip().endswith("100")  # integer steps
+    assert lines[-1] == "━ train 0.371  ━ eval 0.600"
+    braille = [ch for line in lines[:-2] for ch in line if 0x2800 <= ord(ch) <= 0x28FF]
+    assert len(braille) > 50  # the curve is drawn as connected dots
+
+
+def test_plot_spans_are_coloured_per_series():
+    a = Series("a", (0.0, 1.0), (0.0, 1.0), "#111111")
+    b = Series("b", (0.0, 1.0), (1.0, 0.0), "#222222")
+    text = render_plot([a, b], 30, 8)
+    colours = {str(span.style) for span in text.spans}
+    assert {"#111111", "#222222"} <= colours
+
+
+def test_plot_handles_empty_flat_single_and_non_finite():
+    assert "no data yet" in render_plot([], 40, 6).plain
+    assert "nothing" in render_plot([Series("a", (), ())], 40, 6, "nothing").plain
+    flat = lines_of(render_plot([Series("flat", (1.0, 2.0, 3.0), (0.5, 0.5, 0.5))], 40, 6))
+    assert len(flat) == 6 and flat[-1] == "━ flat 0.500"
+    single = lines_of(render_plot([Series("one", (5.0,), (1.0,))], 40, 6))
+    assert any(0x2800 < ord(ch) <= 0x28FF for ch in "".join(single))
+    skipped = render_plot([Series("nan", (1.0, 2.0, 3.0), (1.0, float("nan"), 3.0))], 40, 6)
+    assert "nan 3.00" in skipped.plain
+    assert render_plot([Series("a", (1.0,), (1.0,))], 8, 2).plain  # too small: a message, not an error
