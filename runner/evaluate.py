@@ -205,34 +205,41 @@ def generate(
 
 
 def _prefill_rows(model, prompts: Sequence[Sequence[int]], width: int, device):
-    """Run each prompt alone, then stack the caches left-padded to ``width``.
+    """Prefill the prompts without a padding mask, then stack the caches left-padded to ``width``.
 
     On CPU, attention with a padding mask falls back to a kernel that materialises the whole
-    (batch, heads, length, length) score tensor and is several times slower than the causal kernel a
-    single unpadded row gets, while prompt processing is compute-bound anyway: so rows are
-    prefilled one by one and only the token-by-token decoding, where batching pays, runs batched.
-    Keys carry their rotary positions 0..len-1, the same positions the batched decode continues from;
-    the zero padding is masked out by the attention mask.
+    (batch, heads, length, length) score tensor and is several times slower than the causal kernel
+    unpadded rows get. So prompts of equal length (the augmentations of one test sample often are)
+    are prefilled together, the others one by one, and only the token-by-token decoding runs as one
+    padded batch. Keys carry their rotary positions 0..len-1, the positions the batched decode
+    continues from; the zero padding is masked out by the attention mask.
     """
     import torch
     from transformers import DynamicCache
 
-    row_caches, last_logits = [], []
-    for prompt in prompts:
-        row_cache = DynamicCache()
-        ids = torch.tensor([list(prompt)], dtype=torch.long, device=device)
-        out = model(input_ids=ids, past_key_values=row_cache, use_cache=True, logits_to_keep=1)
-        row_caches.append(row_cache)
-        last_logits.append(out.logits[:, -1, :])
+    groups: dict[int, list[int]] = {}
+    for row, prompt in enumerate(prompts):
+        groups.setdefault(len(prompt), []).append(row)
+    row_keys: list[list] = [[] for _ in prompts]
+    row_values: list[list] = [[] for _ in prompts]
+    last_logits: list = [None] * len(prompts)
+    for length, rows in groups.items():
+        group_cache = DynamicCache()
+        ids = torch.tensor([list(prompts[row]) for row in rows], dtype=torch.long, device=device)
+        out = model(input_ids=ids, past_key_values=group_cache, use_cache=True, logits_to_keep=1)
+        pad = width - length
+        for i, row in enumerate(rows):
+            last_logits[row] = out.logits[i : i + 1, -1, :]
+            for layer in group_cache.layers:
+                row_keys[row].append(torch.nn.functional.pad(layer.keys[i : i + 1], (0, 0, pad, 0)))
+                row_values[row].append(torch.nn.functional.pad(layer.values[i : i + 1], (0, 0, pad, 0)))
     cache = DynamicCache()
-    for layer_index in range(len(row_caches[0].layers)):
-        keys, values = [], []
-        for row_cache in row_caches:
-            layer = row_cache.layers[layer_index]
-            pad = width - layer.keys.shape[-2]
-            keys.append(torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)))
-            values.append(torch.nn.functional.pad(layer.values, (0, 0, pad, 0)))
-        cache.update(torch.cat(keys), torch.cat(values), layer_index)
+    for layer_index in range(len(row_keys[0])):
+        cache.update(
+            torch.cat([keys[layer_index] for keys in row_keys]),
+            torch.cat([values[layer_index] for values in row_values]),
+            layer_index,
+        )
     return cache, torch.cat(last_logits)
 
 

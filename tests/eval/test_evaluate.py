@@ -56,6 +56,12 @@ def test_equal_length_prompts_batch_without_a_mask(tiny):
     one_by_one = generate(model, tokenizer, prompts, batch_size=1, max_new_tokens=6)
     batched = generate(model, tokenizer, prompts, batch_size=3, max_new_tokens=6)
     assert [g.text for g in one_by_one] == [g.text for g in batched]
+    # Mixed: equal-length rows are prefilled together, the longer one alone, then decoded as one batch.
+    mixed = prompts + _prompts(tokenizer, 2)
+    one_by_one = generate(model, tokenizer, mixed, batch_size=1, max_new_tokens=6)
+    batched = generate(model, tokenizer, mixed, batch_size=5, max_new_tokens=6)
+    assert [g.text for g in one_by_one] == [g.text for g in batched]
+    assert [round(g.logprob, 3) for g in one_by_one] == pytest.approx([g.logprob for g in batched], abs=1e-3)
 
 
 def test_stop_string_ends_each_row_where_it_appears(tiny):
