@@ -15,7 +15,9 @@ One process per device under Accelerate, or a plain single process::
 What it writes to ``--output_dir``: ``cfg.json`` (resolved flags) at start, ``checkpoint-STEP/``
 every ``--save_steps`` (adapter or model, tokenizer, optimizer, scheduler, RNG and data-stream state;
 the last ``--save_total_limit`` kept), the final adapter (or model) and tokenizer at the end, and the
-event stream ``events.jsonl`` (or ``--events_file``; schema in ``docs/events.md``).
+event stream ``events.jsonl`` (or ``--events_file``; schema in ``docs/events.md``), and
+``data_order.jsonl`` (the sample ids of every step). Batches are built in a child process from a
+seeded stream addressed by a draw cursor, so a resumed run sees exactly the data it would have seen.
 
 SIGTERM or SIGINT finishes the current optimizer step, saves a checkpoint, writes an ``end`` event with
 status ``stopped`` and exits 0. Send it to the whole process group: ``accelerate launch`` itself does
