@@ -29,9 +29,28 @@ def training_reached(screen, step: int) -> bool:
     return (detail.row.step or 0) > step
 
 
-@pytest.mark.slow
-async def test_form_launch_watch_and_stop_a_tiny_cpu_run(tmp_path):
+def kill_active_runs(url: str) -> None:
+    """Leave no training behind when the test fails half-way."""
+    from arctui.supervisor.launch import stop_run
+
+    with RunStore.open(url) as store:
+        for run in store.active_runs():
+            try:
+                stop_run(store, run.id, kill=True)
+            except Exception:  # already ending: nothing left to stop
+                pass
+
+
+@pytest.fixture
+def main_path_url(tmp_path):
     url = f"sqlite:///{tmp_path / 'arctui.db'}"
+    yield url
+    kill_active_runs(url)
+
+
+@pytest.mark.slow
+async def test_form_launch_watch_and_stop_a_tiny_cpu_run(main_path_url):
+    url = main_path_url
     app = make_app(url, analyze_prompts=False)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await pilot.press("n")

@@ -37,6 +37,11 @@ async def settle(pilot, predicate, tries: int = 200) -> None:
     assert predicate(), "the screen never showed its data"
     for field in pilot.app.screen.query(Input):
         field.cursor_blink = False
+    # DataTable sizes its columns to new rows when idle; on a busy machine that can trail the data
+    for _ in range(tries):
+        if not any(table._require_update_dimensions for table in pilot.app.screen.query(DataTable)):
+            break
+        await pilot.pause(0.05)
     await pilot.pause(0.1)
 
 
