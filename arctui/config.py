@@ -25,15 +25,12 @@ import yaml
 
 from runner.errors import ConfigError
 
+# The runner is the authority on its own flag values; runner.fine_tuning imports torch lazily.
+from runner.fine_tuning import DEVICE_MAPS, LR_SCHEDULERS, TORCH_DTYPES
+
 # Model references resolved at launch instead of local folders.
 DEMO_MODEL_REF = "demo:SmolLM2-135M-Instruct"
 TINY_MODEL_REF = "tiny:random-llama"
-DEVICE_MAPS = ("None", "balanced", "auto", "custom")
-TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
-LR_SCHEDULERS = (
-    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-    "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
-)
 NAME_RE = re.compile(r"[A-Za-z0-9._\-+:@]{1,100}")
 # Keys the supervisor sets per run; a config may not choose them.
 MANAGED_KEYS = ("output_dir", "events_file", "resume_from_checkpoint")

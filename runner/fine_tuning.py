@@ -48,11 +48,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from runner.encoders import DEFAULT_GRID_ENCODER
 from runner.errors import ConfigError, UserError
 from runner.events import EventWriter
 
 PROG = "fine_tuning"
-DEFAULT_GRID_ENCODER = "GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))"
 DEVICE_MAPS = ("None", "balanced", "auto", "custom")
 TORCH_DTYPES = ("auto", "bfloat16", "float16", "float32")
 LR_SCHEDULERS = (

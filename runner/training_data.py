@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -397,6 +398,21 @@ def prompt_length_stats(
     }
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (e.g. the trainer is OOM-killed), so a
+    batch builder blocked on a full queue never outlives the run. Elsewhere: a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except OSError:
+        pass
+
+
 def _build_batches_in_child(spec: dict[str, Any], results: Any) -> None:
     """Child process: rebuild the stream from ``spec`` and put (batch, state) pairs in order."""
     import signal
@@ -404,6 +420,7 @@ def _build_batches_in_child(spec: dict[str, Any], results: Any) -> None:
     # The parent handles SIGTERM/SIGINT (a graceful stop) and ends this process itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     try:
         from transformers import AutoTokenizer
 

