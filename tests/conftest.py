@@ -16,8 +16,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("ARCTUI_MODELS", str(Path.home() / ".arctui" / "models"))
-# Small CPU: keep each test process from oversubscribing the two cores.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Small shared CPU: one thread per test process; two-thread torch ran ~5x slower when other test
+# processes (training subprocesses, supervisors) compete for the two cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
