@@ -42,7 +42,10 @@ async def settle(pilot, predicate, tries: int = 200) -> None:
         if not any(table._require_update_dimensions for table in pilot.app.screen.query(DataTable)):
             break
         await pilot.pause(0.05)
-    await pilot.pause(0.1)
+    # ...and headless, the new widths may reach the screen only on its next repaint: ask for one
+    for table in pilot.app.screen.query(DataTable):
+        table.refresh(layout=True)
+    await pilot.pause(0.2)
 
 
 def runs_loaded(app) -> bool:
