@@ -15,6 +15,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from runner.cli_args import OneLineArgumentParser
 from runner.errors import UserError
 
 # Each module defines ``register(subparsers)`` and sets ``func`` on the parsers it adds.
@@ -27,13 +28,6 @@ COMMAND_MODULES = (
     "arctui.commands.database",
     "arctui.commands.gpus",
 )
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line naming the problem and where to look."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

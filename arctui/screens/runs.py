@@ -85,22 +85,23 @@ class Column:
 
 
 # Live figures first, settings after: at 80-120 columns the table scrolls sideways into the settings.
+# Fixed widths: columns do not jump as values change, and the first paint is already final.
 COLUMNS: tuple[Column, ...] = (
-    Column("id", "id", "id", lambda r, n: r.id),
-    Column("name", "name", "name", lambda r, n: _clip(r.name, 18)),
-    Column("status", "status", "status", lambda r, n: status_text(r.status)),
-    Column("progress", "progress", "progress", _progress),
-    Column("loss", "loss", "loss", lambda r, n: format_number(r.loss)),
-    Column("eval_loss", "eval", "eval_loss", lambda r, n: format_number(r.eval_loss)),
-    Column("s_per_step", "s/step", "s_per_step", lambda r, n: format_number(r.seconds_per_step)),
-    Column("vram", "VRAM", "peak_vram", lambda r, n: format_gb(r.peak_vram_gb)),
-    Column("accuracy", "acc", "accuracy", lambda r, n: format_percent(r.accuracy, 1)),
-    Column("msl", "msl", "msl", lambda r, n: format_number(r.max_seq_len)),
-    Column("batch", "bs/dev", "batch_size", _batch),
-    Column("gpus", "gpus", "gpus", lambda r, n: r.gpus or "-"),
-    Column("model", "model", "model", _short_model),
-    Column("encoder", "encoder", "encoder", _short_encoder),
-    Column("created", "created", "created", lambda r, n: format_age(r.created_at, n)),
+    Column("id", "id", "id", lambda r, n: r.id, 5),
+    Column("name", "name", "name", lambda r, n: _clip(r.name, 18), 18),
+    Column("status", "status", "status", lambda r, n: status_text(r.status), 9),
+    Column("progress", "progress", "progress", _progress, 15),
+    Column("loss", "loss", "loss", lambda r, n: format_number(r.loss), 6),
+    Column("eval_loss", "eval", "eval_loss", lambda r, n: format_number(r.eval_loss), 6),
+    Column("s_per_step", "s/step", "s_per_step", lambda r, n: format_number(r.seconds_per_step), 8),
+    Column("vram", "VRAM", "peak_vram", lambda r, n: format_gb(r.peak_vram_gb), 7),
+    Column("accuracy", "acc", "accuracy", lambda r, n: format_percent(r.accuracy, 1), 6),
+    Column("msl", "msl", "msl", lambda r, n: format_number(r.max_seq_len), 6),
+    Column("batch", "bs/dev", "batch_size", _batch, 8),
+    Column("gpus", "gpus", "gpus", lambda r, n: r.gpus or "-", 6),
+    Column("model", "model", "model", _short_model, 22),
+    Column("encoder", "encoder", "encoder", _short_encoder, 28),
+    Column("created", "created", "created", lambda r, n: format_age(r.created_at, n), 9),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 SELECT_MARK = "●"
