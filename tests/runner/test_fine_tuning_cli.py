@@ -69,7 +69,7 @@ def test_config_round_trips_through_argv_and_json():
         (["--device_map", "sideways"], "unknown --device_map 'sideways'"),
         (["--torch_dtype", "int4"], "unknown --torch_dtype 'int4'"),
         (["--lr_scheduler_type", "zigzag"], "unknown --lr_scheduler_type 'zigzag'"),
-        (["--max_steps", "0"], "argument --max_steps: must be a positive integer"),
+        (["--max_steps", "0"], "argument --max_steps: expected a whole number of at least 1, got 0"),
         (["--learning_rate", "fast"], "argument --learning_rate"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["--adapter_path", "/nowhere"], "holds no adapter_config.json"),
