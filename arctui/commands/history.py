@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from arctui.formatting import format_duration
 from runner.errors import UserError
 
 FORMATS = ("table", "json", "csv")
@@ -72,15 +73,6 @@ def duration_seconds(run) -> float | None:
         return None
     end = run.ended_at or datetime.now(UTC)
     return max(0.0, (end - run.started_at).total_seconds())
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def text_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -155,7 +147,7 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
         body.append([str(r["id"]), r["name"], r["status"], r["model"] or "-", short_encoder(r["encoder"]) or "-",
                      num(r["msl"]), batch, r["gpus"] or "-", steps, num(r["final_loss"]), num(r["eval_loss"]),
                      num(r["s_per_step"], 3), num(r["peak_vram_gb"], 3), acc,
-                     (r["started"] or "-")[:16], fmt_duration(r["duration_s"])])
+                     (r["started"] or "-")[:16], format_duration(r["duration_s"])])
     return text_table(headers, body)
 
 
@@ -216,7 +208,7 @@ def show_command(args) -> int:
         return 0
     out = [f"run {run.id}  {run.name}  [{run.status}]" + (f"  exit {run.exit_code}" if run.exit_code is not None else "")]
     out.append(f"  created {iso(run.created_at)}  started {iso(run.started_at) or '-'}  ended "
-               f"{iso(run.ended_at) or '-'}  duration {fmt_duration(row['duration_s'])}")
+               f"{iso(run.ended_at) or '-'}  duration {format_duration(row['duration_s'])}")
     out.append(f"  host {run.host or '-'}  supervisor pid {run.supervisor_pid or '-'}  process group "
                f"{run.pgid or '-'}  GPUs {row['gpus'] or '-'}")
     out.append(f"  folder {folder.root}")
@@ -380,7 +372,7 @@ def compare_tables(data: dict[str, Any]) -> tuple[list[str], list[list[str]], li
             elif key == "accuracy":
                 text = f"{value * 100:.2f}%"
             elif key == "duration_s":
-                text = fmt_duration(value)
+                text = format_duration(value)
             else:
                 text = num(value, 4)
             compared = ratio_text(kind, r["ratios"].get(key), r["baseline"])

@@ -20,7 +20,7 @@ from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import GpuReading, RunDetail, read_run_detail
 from arctui.screens.runs import status_text
-from arctui.widgets.formatting import (
+from arctui.formatting import (
     eta_seconds,
     format_duration,
     format_gb,

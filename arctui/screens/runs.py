@@ -21,7 +21,7 @@ from arctui.messages import RunsLoaded
 from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import RunRow, read_runs
-from arctui.widgets.formatting import (
+from arctui.formatting import (
     format_age,
     format_gb,
     format_number,

@@ -13,6 +13,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from arctui.formatting import format_duration
+
 EXIT_FOR_STATUS = {"completed": 0, "stopped": 143, "failed": 1, "crashed": 1}
 
 
@@ -26,15 +28,6 @@ def fmt(value, spec: str = ".4g", none: str = "-") -> str:
     return none if value is None else format(value, spec)
 
 
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def eta_seconds(summary) -> float | None:
     if summary.seconds_per_step and summary.max_steps and summary.last_step is not None:
         return max(0, summary.max_steps - summary.last_step) * summary.seconds_per_step
@@ -46,7 +39,7 @@ def status_line(summary) -> str:
     step = f"{summary.last_step or 0}/{summary.max_steps or '?'}"
     return (f"run {run.id} {run.name} {run.status} step {step} loss {fmt(summary.loss)} "
             f"eval {fmt(summary.eval_loss)} s/step {fmt(summary.seconds_per_step, '.3g')} "
-            f"tok/s {fmt(summary.tokens_per_second, '.0f')} ETA {fmt_duration(eta_seconds(summary))}")
+            f"tok/s {fmt(summary.tokens_per_second, '.0f')} ETA {format_duration(eta_seconds(summary))}")
 
 
 def vram_text(summary, gpu_samples) -> str:
@@ -80,7 +73,7 @@ def render(summary, gpu_samples, note: str = ""):
     grid.add_row("speed", f"{fmt(summary.seconds_per_step, '.3g')} s/step   "
                           f"{fmt(summary.tokens_per_second, '.0f')} tokens/s")
     grid.add_row("VRAM", escape(vram_text(summary, gpu_samples)))
-    grid.add_row("ETA", fmt_duration(eta_seconds(summary)))
+    grid.add_row("ETA", format_duration(eta_seconds(summary)))
     if note:
         grid.add_row("", f"[yellow]{escape(note)}[/]")
     return Panel(grid, title=escape(f"run {run.id} {run.name} [{run.status}]"), expand=False)
@@ -145,7 +138,7 @@ def watch_run(store, run_id: int, *, db_url: str | None, poll: float = 0.5, out=
     run = store.get_run(run_id)
     ended = run.ended_at or datetime.now(UTC)
     took = (ended - run.started_at).total_seconds() if run.started_at else None
-    print(f"run {run.id} ({run.name}) {run.status} in {fmt_duration(took)}"
+    print(f"run {run.id} ({run.name}) {run.status} in {format_duration(took)}"
           + (f": {run.last_error.splitlines()[0]}" if run.status in ("failed", "crashed") and run.last_error else ""),
           file=sys.stderr, flush=True)
     return run_exit_code(run)

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from arctui.widgets.formatting import format_number
+from arctui.formatting import format_number
 
 # Bit of each dot inside a braille cell, indexed [x][y] with y growing downwards.
 _DOT_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))

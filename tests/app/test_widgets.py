@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from arctui.widgets.formatting import (
+from arctui.formatting import (
     eta_seconds,
     format_age,
     format_duration,

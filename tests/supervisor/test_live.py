@@ -44,14 +44,14 @@ def test_render_shows_progress_losses_speed_vram_and_eta(store):
     console.print(render(store.get_summary(run_id), store.latest_gpu_samples(run_id), "stopping"))
     text = console.file.getvalue()
     for part in ("run 1 live [running]", "40/100", "0.75", "eval loss 0.8", "2 s/step", "5000 tokens/s",
-                 "GPU0 7.5/80 GB 97%", "2:00", "stopping"):
+                 "GPU0 7.5/80 GB 97%", "2m00s", "stopping"):
         assert part in text, part
 
 
 def test_status_line_without_gpu_samples(store):
     run_id = started_run(store, "cpu-run", gpu_ids=())
     line = status_line(store.get_summary(run_id))
-    assert line == "run 1 cpu-run running step 40/100 loss 0.75 eval 0.8 s/step 2 tok/s 5000 ETA 2:00"
+    assert line == "run 1 cpu-run running step 40/100 loss 0.75 eval 0.8 s/step 2 tok/s 5000 ETA 2m00s"
 
 
 def test_watching_a_finished_run_returns_its_exit_code(store, capsys):

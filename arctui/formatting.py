@@ -1,4 +1,4 @@
-"""Short, fixed-width-friendly text for numbers, durations and ages shown in tables and panels."""
+"""Short, fixed-width-friendly text for numbers, durations and ages, shared by the app and the headless commands."""
 
 from __future__ import annotations
 
