@@ -12,7 +12,10 @@ what it finds in the store:
 - ``running`` with a live training process group (its previous supervisor died): re-attaches;
 - then tails ``events.jsonl`` into the store (the store's cursor makes this exactly-once), samples
   the run's GPUs every few seconds, and when the process group is gone records the final status, exit
-  code and last error lines, and exits.
+  code and last error lines, and exits;
+- with ``eval_after_training: true`` and a completed training, first evaluates the final weights
+  (``python -m runner.evaluate`` in its own process group, which becomes the run's pgid) and records
+  the metrics with ``RunStore.record_eval``; the run stays ``running`` until then.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from arctui.supervisor.process import describe_exit, free_port, group_alive, normalize_returncode
+from arctui.supervisor.process import (
+    describe_exit,
+    free_port,
+    group_alive,
+    normalize_returncode,
+    signal_group,
+)
 from arctui.supervisor.runfolder import RunFolder, tail_lines
 from arctui.supervisor.tail import EventTailer, batches
 
@@ -108,12 +117,13 @@ def ingest(store, run_id: int, tailer: EventTailer, state: StreamState) -> int:
 
 
 def finish(store, run_id: int, folder: RunFolder, state: StreamState, code: int | None,
-           *, attached: bool = False) -> str:
-    """Record the final status of a run whose training processes are all gone."""
+           *, attached: bool = False, note: str | None = None) -> str:
+    """Record the final status of a run whose training processes are all gone. ``note`` becomes the
+    last error of a completed run (an evaluation after training that failed or was stopped)."""
     from db.errors import IllegalTransitionError
 
     status = final_status(state, code, folder.stop_request())
-    error = None
+    error = note if status == "completed" else None
     if status == "failed":
         error = error_text(state, folder, code)
     elif status == "crashed":
@@ -217,12 +227,17 @@ class Supervisor:
         return [*launch, "-m", "runner.fine_tuning", *argv]
 
     def spawn_training(self, cfg, gpu_ids) -> subprocess.Popen:
-        from arctui.supervisor.launch import REPO_ROOT
 
         try:
             cmd = self.training_command(cfg, gpu_ids)
         except Exception as exc:  # a config that was fine at launch no longer resolves
             raise OSError(str(exc)) from None
+        return self.spawn(cmd, gpu_ids)
+
+    def spawn(self, cmd: list[str], gpu_ids) -> subprocess.Popen:
+        """Start ``cmd`` in its own session on the run's GPUs, its output appended to ``train.log``."""
+        from arctui.supervisor.launch import REPO_ROOT
+
         env = dict(os.environ)
         env.pop("ARCTUI_DB", None)  # the runner knows nothing of the store
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -303,7 +318,11 @@ class Supervisor:
             time.sleep(self.poll)
         self.ingest_or_retry()
         self.ingest_or_retry()  # after a store error the first call only reset the tailer
-        status = finish(self.store, self.run_id, self.folder, self.state, code, attached=popen is None)
+        note = None
+        if final_status(self.state, code, self.folder.stop_request()) == "completed":
+            note = self.evaluate_after_training(gpu_ids)
+        status = finish(self.store, self.run_id, self.folder, self.state, code, attached=popen is None,
+                        note=note)
         wall = time.monotonic() - started
         lat = sorted(self.state.latencies)
         lat_text = (f"event-to-store latency p50 {lat[len(lat) // 2] * 1000:.0f} ms, "
@@ -314,6 +333,106 @@ class Supervisor:
         if self.tailer.bad_lines:
             log(f"skipped {self.tailer.bad_lines} malformed event lines")
         return status
+
+
+    # -- evaluation after training ---------------------------------------------------------------
+    def evaluate_after_training(self, gpu_ids) -> str | None:
+        """When the config says ``eval_after_training``, evaluate the final weights as one more
+        supervised phase (own process group recorded as the run's pgid, so ``arctui stop`` stops it;
+        GPU samples go on; output appended to ``train.log``) and record its metrics at the final step.
+        The run stays ``running`` meanwhile. Returns None, or one line saying why it gave no result
+        (the run is still recorded completed, with that line as its last error)."""
+        from arctui.config import config_from_mapping
+
+        run = self.store.get_run(self.run_id)
+        try:
+            cfg = config_from_mapping(run.config, source=f"run {run.id}", validate=False)
+        except Exception as exc:  # a config stored by an older arctui; training is done anyway
+            return f"evaluation after training skipped: {exc}"
+        if not cfg.eval_after_training:
+            return None
+        started = time.monotonic()
+        try:
+            note = self._run_evaluation(run, cfg, gpu_ids)
+        except Exception as exc:  # bad data reference, missing weights, store error: never fail the run
+            note = f"evaluation after training failed: {type(exc).__name__}: {exc}"
+        log(f"evaluation after training {'done' if note is None else 'ended: ' + note} "
+            f"in {time.monotonic() - started:.1f} s")
+        return note
+
+    def _run_evaluation(self, run, cfg, gpu_ids) -> str | None:
+        from arctui.supervisor.evaluation import (
+            EvalOptions,
+            build_command,
+            dataset_and_version,
+            eval_dir,
+            last_error,
+            limit_tasks,
+            record_result,
+            select_weights,
+            summary,
+        )
+
+        if self.folder.stop_request():
+            return "evaluation after training skipped: a stop was requested"
+        options = cfg.eval_options
+        last_step = self.state.end.get("step") if self.state.end else None
+        if not isinstance(last_step, int):
+            last_step = self.store.get_summary(self.run_id).last_step
+        weights = select_weights(run, "latest", last_step)
+        data, prompt_version = dataset_and_version(run, options["data"], options["prompt_version"])
+        out_dir = eval_dir(run, weights.step, data)
+        events_path = out_dir / "events.jsonl"
+        if events_path.exists():
+            events_path.unlink()  # a re-attached supervisor evaluates again from scratch
+        dataset_name = data
+        if options["max_tasks"]:
+            data, dataset_name = limit_tasks(data, options["max_tasks"], out_dir)
+        device = "cuda" if gpu_ids else "cpu"
+        cmd = build_command(run, weights, data, prompt_version, out_dir,
+                            EvalOptions.from_config(options, device=device), dataset_name=dataset_name)
+        popen = self.spawn(cmd, gpu_ids)
+        self.store.update_run(self.run_id, pgid=popen.pid)
+        log(f"evaluation after training: pid {popen.pid} (process group {popen.pid}), step {weights.step}, "
+            f"{dataset_name}, {options['predictions_per_task']} predictions per task on {device}")
+        tailer = EventTailer(events_path)
+        seen: list[dict] = []
+        result = None
+        signalled = False
+        code: int | None = None
+        next_gpu = 0.0
+        while True:
+            for event in tailer.read():
+                seen.append(event)
+                if event.get("event") == "eval_result":
+                    record_result(self.store, self.run_id, event)
+                    result = event
+            now = time.monotonic()
+            if now >= next_gpu:
+                self.sample_gpus()
+                next_gpu = now + self.gpu_every
+            if not signalled and self.folder.stop_request():
+                # `arctui stop` may have signalled the training group just after it ended
+                signal_group(popen.pid, signal.SIGTERM)
+                signalled = True
+            if code is None and popen.poll() is not None:
+                code = normalize_returncode(popen.returncode)
+            if code is not None and not group_alive(popen.pid):
+                break
+            time.sleep(self.poll)
+        for event in tailer.read():
+            seen.append(event)
+            if event.get("event") == "eval_result" and result is None:
+                record_result(self.store, self.run_id, event)
+                result = event
+        if result is not None:
+            log(f"evaluation recorded at step {result['step']} on {result['dataset']}: "
+                f"{summary(result.get('metrics') or {})}")
+            return None
+        if self.folder.stop_request():
+            return f"evaluation after training stopped ({describe_exit(code)}); the training completed"
+        return (f"evaluation after training failed ({describe_exit(code)}): "
+                f"{last_error(seen, self.folder.log_file)}; see {self.folder.log_file}")
 
 
 def _cpu_seconds() -> float:
