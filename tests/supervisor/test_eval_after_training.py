@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.supervisor.helpers import make_env, write_config
+from arctui.supervisor.process import group_alive
+from tests.supervisor.helpers import get_run, make_env, wait_until, write_config
 
 EVAL = {"predictions_per_task": 2, "max_new_tokens": 8, "batch_size": 4, "max_tasks": 1}
 
@@ -69,6 +70,29 @@ def test_a_failed_evaluation_keeps_the_training_completed(tmp_path, tiny_model_d
     assert run.status == "completed" and run.exit_code == 0
     assert run.last_error.startswith("evaluation after training failed")
     assert "missing.json" in run.last_error
+
+
+@pytest.mark.slow
+def test_stop_during_the_evaluation_stops_it_and_keeps_the_training_completed(tmp_path, tiny_model_dir):
+    env = make_env(tmp_path)
+    long_eval = {"predictions_per_task": 8, "max_new_tokens": 1000, "batch_size": 2}  # minutes if not stopped
+    cfg = write_config(tmp_path, tiny_model_dir, name="stopeval", max_steps=2, eval_steps=2, save_steps=2,
+                       eval_after_training=True, eval=long_eval)
+    run_id = int(env.arctui("launch", str(cfg), "--detach", check=True).stdout.split()[0])
+    log = Path(get_run(env, run_id).log_path).parent / "supervisor.log"
+    wait_until(lambda: log.exists() and "evaluation after training: pid" in log.read_text(), what="evaluation")
+    run = get_run(env, run_id)
+    assert run.status == "running"  # the run reads running while it evaluates
+    eval_pgid = run.pgid
+    assert f"process group {eval_pgid}" in log.read_text().split("evaluation after training: pid")[1]
+    proc = env.arctui("stop", str(run_id), "--wait", "120")
+    assert proc.returncode == 0, proc.stderr
+    run = get_run(env, run_id)
+    assert run.status == "completed" and run.exit_code == 0
+    assert run.last_error.startswith("evaluation after training stopped")
+    assert not group_alive(eval_pgid)
+    with env.store() as store:
+        assert store.eval_results(run_id) == []
 
 
 def test_without_eval_after_training_nothing_is_evaluated_by_default(tmp_path):
