@@ -178,3 +178,54 @@ def test_choices_agree_with_the_runner():
     assert set(config.DEVICE_MAPS) == set(fine_tuning.DEVICE_MAPS)
     assert set(config.TORCH_DTYPES) == set(fine_tuning.TORCH_DTYPES)
     assert set(config.LR_SCHEDULERS) == set(fine_tuning.LR_SCHEDULERS)
+
+
+def test_eval_after_training_options_are_typed_and_not_runner_flags():
+    import yaml
+
+    cfg = config_from_mapping({**BASE, "val_dataset": ["v.json", "output-from-examples-v1"],
+                               "eval_after_training": "yes",
+                               "eval": {"predictions_per_task": "2", "temperature": "1e-1", "max_tasks": 3}})
+    assert cfg.eval_after_training is True
+    assert cfg.eval_options == {"data": None, "prompt_version": None, "max_tasks": 3, "predictions_per_task": 2,
+                                "temperature": 0.1, "max_new_tokens": None, "batch_size": 8}
+    argv = cfg.runner_argv(output_dir="/o", events_file="/o/e.jsonl")
+    assert not any(a.startswith("--eval") and a != "--eval_steps" for a in argv)
+    again = config_from_mapping(yaml.safe_load(cfg.to_yaml()))
+    assert again.eval_options == cfg.eval_options and again.eval_after_training
+
+
+def test_eval_overrides_change_one_option_and_keep_the_others():
+    cfg = config_from_mapping({**BASE, "val_dataset": ["v.json", "output-from-examples-v1"],
+                               "eval_after_training": True, "eval": {"max_tasks": 3, "batch_size": 2}})
+    changed = cfg.with_overrides(parse_overrides(["eval.max_tasks=5", "eval.data=other.json"]))
+    assert changed.eval_options["max_tasks"] == 5 and changed.eval_options["batch_size"] == 2
+    assert changed.eval_options["data"] == "other.json"
+    off = cfg.with_overrides(parse_overrides(["eval_after_training=false"]))
+    assert off.eval_after_training is False
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"eval": {"predictons_per_task": 2}}, "unknown eval option 'predictons_per_task' (did you mean 'predictions_per_task'?)"),
+        ({"eval": ["data.json"]}, "eval must be a mapping of options"),
+        ({"eval": {"max_tasks": 0}}, "eval.max_tasks must be >= 1"),
+        ({"eval": {"temperature": "hot"}}, "eval.temperature must be a number"),
+        ({"eval": {"data": " "}}, "eval.data must not be empty"),
+        ({"eval_after_training": "maybe"}, "eval_after_training must be true or false"),
+        ({"eval_after_trainin": True}, "did you mean 'eval_after_training'?"),
+    ],
+)
+def test_bad_eval_options_are_one_line_errors(values, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping({**BASE, "val_dataset": ["v.json", "output-from-examples-v1"], **values})
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_eval_after_training_needs_tasks_and_bad_set_items_say_so():
+    with pytest.raises(ConfigError, match="add 'val_dataset: \\[...\\]' or 'eval: {data: FILE}'"):
+        config_from_mapping({**BASE, "eval_after_training": True})
+    assert config_from_mapping({**BASE, "eval_after_training": True, "eval": {"data": "t.json"}}).eval_after_training
+    with pytest.raises(ConfigError, match="did you mean 'temperature'"):
+        parse_overrides(["eval.tempreature=1"])
