@@ -13,11 +13,11 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
+from arctui.formatting import format_gb, format_number, format_percent, format_ratio
 from arctui.messages import ComparisonLoaded
 from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.data import Comparison, read_comparison
-from arctui.formatting import format_gb, format_number, format_percent, format_ratio
 from arctui.widgets.line_plot import SERIES_COLOURS, LinePlot, Series
 
 

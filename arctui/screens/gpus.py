@@ -9,10 +9,10 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
+from arctui.formatting import format_percent
 from arctui.messages import GpusSampled
 from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.data import GpuReading, read_gpus
-from arctui.formatting import format_percent
 
 NO_GPU_HINT = "Runs launched from here go on the CPU (gpus: cpu)."
 

@@ -15,11 +15,6 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Footer, Log, ProgressBar, Static
 
-from arctui.messages import RunDetailLoaded
-from arctui.screens.base import ArcScreen, is_visible_screen
-from arctui.screens.commands import PaletteCommand
-from arctui.screens.data import GpuReading, RunDetail, read_run_detail
-from arctui.screens.runs import status_text
 from arctui.formatting import (
     eta_seconds,
     format_duration,
@@ -27,6 +22,11 @@ from arctui.formatting import (
     format_number,
     format_percent,
 )
+from arctui.messages import RunDetailLoaded
+from arctui.screens.base import ArcScreen, is_visible_screen
+from arctui.screens.commands import PaletteCommand
+from arctui.screens.data import GpuReading, RunDetail, read_run_detail
+from arctui.screens.runs import status_text
 from arctui.widgets.line_plot import SERIES_COLOURS, LinePlot, Series
 
 
