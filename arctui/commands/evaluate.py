@@ -7,7 +7,7 @@ progress, and records the ``eval_result`` metrics with ``RunStore.record_eval`` 
 data set, where ``arctui runs``, ``show``, ``compare`` and the TUI read them. Ctrl-C stops the
 evaluation (SIGTERM to its process group).
 
-    arctui eval RUN [--checkpoint STEP|latest] [--data REF] [--predictions-per-task N]
+    arctui eval RUN [--checkpoint STEP|latest] [--data REF] [--max-tasks N] [--predictions-per-task N]
                     [--temperature T] [--max-new-tokens N] [--batch-size B]
 """
 
@@ -28,6 +28,7 @@ from arctui.supervisor.evaluation import (
     dataset_and_version,
     eval_dir,
     last_error,
+    limit_tasks,
     record_result,
     select_weights,
 )
@@ -48,6 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None, metavar="REF",
                    help="tasks to evaluate (default: the run's val_dataset)")
     p.add_argument("--prompt-version", default=None, help="default: the val_dataset's, else v1")
+    p.add_argument("--max-tasks", type=_positive_int, default=None, metavar="N",
+                   help="only the first N tasks (by id); stored as data set DATA[:N]")
     p.add_argument("--predictions-per-task", type=_positive_int, default=8, metavar="N",
                    help="prompts per test sample, one per geometric transform (default 8)")
     p.add_argument("--temperature", type=_non_negative_float, default=0.0, metavar="T", help="0 = greedy")
@@ -98,10 +101,13 @@ def eval_command(args) -> int:
         options = EvalOptions(predictions_per_task=args.predictions_per_task, temperature=args.temperature,
                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                               max_seq_len=args.max_seq_len, device=args.device)
-        cmd = build_command(run, weights, data, prompt_version, out_dir, options)
+        dataset_name = data
+        if args.max_tasks:
+            data, dataset_name = limit_tasks(data, args.max_tasks, out_dir)
+        cmd = build_command(run, weights, data, prompt_version, out_dir, options, dataset_name=dataset_name)
         if not args.quiet:
             what = weights.adapter_path or weights.model_path
-            print(f"evaluating run {run.name} step {weights.step} ({what}) on {data}", file=sys.stderr)
+            print(f"evaluating run {run.name} step {weights.step} ({what}) on {dataset_name}", file=sys.stderr)
         with log_path.open("ab") as log:
             process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         tailer = EventTailer(events_path)
