@@ -4,6 +4,8 @@ the real CLI (``arctui launch`` in a subprocess, a detached supervisor, ``runner
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -93,6 +95,32 @@ def test_stop_during_the_evaluation_stops_it_and_keeps_the_training_completed(tm
     assert not group_alive(eval_pgid)
     with env.store() as store:
         assert store.eval_results(run_id) == []
+
+
+@pytest.mark.slow
+def test_a_supervisor_killed_during_the_evaluation_is_replaced_and_the_evaluation_still_stops(
+        tmp_path, tiny_model_dir):
+    env = make_env(tmp_path)
+    long_eval = {"predictions_per_task": 8, "max_new_tokens": 1000, "batch_size": 2}
+    cfg = write_config(tmp_path, tiny_model_dir, name="orphaneval", max_steps=2, eval_steps=2, save_steps=2,
+                       eval_after_training=True, eval=long_eval)
+    run_id = int(env.arctui("launch", str(cfg), "--detach", check=True).stdout.split()[0])
+    log = Path(get_run(env, run_id).log_path).parent / "supervisor.log"
+    wait_until(lambda: log.exists() and "evaluation after training: pid" in log.read_text(), what="evaluation")
+    run = get_run(env, run_id)
+    eval_pgid, old_supervisor = run.pgid, run.supervisor_pid
+    os.kill(old_supervisor, signal.SIGKILL)  # the supervisor this test's launch started
+    wait_until(lambda: not Path(f"/proc/{old_supervisor}").exists()
+               or "Z" in Path(f"/proc/{old_supervisor}/stat").read_text().split()[2], what="supervisor death")
+    env.arctui("runs", check=True)  # any command that opens the store repairs orphans
+    wait_until(lambda: get_run(env, run_id).supervisor_pid not in (None, old_supervisor), what="new supervisor")
+    wait_until(lambda: "re-attaching to training process group" in log.read_text(), what="re-attach")
+    assert group_alive(eval_pgid) and get_run(env, run_id).status == "running"
+    proc = env.arctui("stop", str(run_id), "--wait", "120")
+    assert proc.returncode == 0, proc.stderr
+    run = get_run(env, run_id)
+    assert run.status == "completed" and run.last_error.startswith("evaluation after training")
+    assert not group_alive(eval_pgid)
 
 
 def test_without_eval_after_training_nothing_is_evaluated_by_default(tmp_path):
