@@ -13,7 +13,6 @@ evaluation (SIGTERM to its process group).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -32,6 +31,7 @@ from arctui.supervisor.evaluation import (
     record_result,
     select_weights,
 )
+from runner.cli_args import non_negative_float, positive_int
 from runner.errors import UserError
 
 
@@ -49,39 +49,19 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None, metavar="REF",
                    help="tasks to evaluate (default: the run's val_dataset)")
     p.add_argument("--prompt-version", default=None, help="default: the val_dataset's, else v1")
-    p.add_argument("--max-tasks", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--max-tasks", type=positive_int, default=None, metavar="N",
                    help="only the first N tasks (by id); stored as data set DATA[:N]")
-    p.add_argument("--predictions-per-task", type=_positive_int, default=8, metavar="N",
+    p.add_argument("--predictions-per-task", type=positive_int, default=8, metavar="N",
                    help="prompts per test sample, one per geometric transform (default 8)")
-    p.add_argument("--temperature", type=_non_negative_float, default=0.0, metavar="T", help="0 = greedy")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, metavar="T", help="0 = greedy")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, metavar="N",
                    help="longest answer in tokens (default: the runner's, room for 30x30)")
-    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="B", help="prompts generated together")
-    p.add_argument("--max-seq-len", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="B", help="prompts generated together")
+    p.add_argument("--max-seq-len", type=positive_int, default=None, metavar="N",
                    help="longer prompts count as unanswered (default: the run's max_seq_len)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=eval_command)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
 
 
 def eval_command(args) -> int:
