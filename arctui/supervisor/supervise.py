@@ -45,6 +45,10 @@ from arctui.supervisor.tail import EventTailer, batches
 POLL_SECONDS = 0.2  # event-to-store latency is at most about this plus one transaction
 GPU_SAMPLE_SECONDS = 5.0
 BATCH_EVENTS = 500
+# Once the launcher has exited and the runner has written its `end` event, members left in the
+# training process group (a stuck data worker, a child a user's code spawned) get this long to exit
+# before the group is killed: a run must never stay "running" behind a process that does no work.
+LINGER_AFTER_END_SECONDS = 30.0
 # "fine_tuning: error: ..." (a UserError) or the last line of a Python traceback.
 ERROR_LINE = re.compile(r"^(\w+: error: .+|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*)$")
 FINAL_STATUSES_FROM_RUNNER = ("completed", "stopped", "failed")
@@ -143,11 +147,13 @@ def log(message: str) -> None:
 
 class Supervisor:
     def __init__(self, store, run_id: int, *, poll: float = POLL_SECONDS,
-                 gpu_every: float = GPU_SAMPLE_SECONDS) -> None:
+                 gpu_every: float = GPU_SAMPLE_SECONDS,
+                 linger_after_end: float = LINGER_AFTER_END_SECONDS) -> None:
         self.store = store
         self.run_id = run_id
         self.poll = poll
         self.gpu_every = gpu_every
+        self.linger_after_end = linger_after_end
         run = store.get_run(run_id)
         self.folder = RunFolder.of(run)
         self.tailer = EventTailer(self.folder.events_file)
@@ -299,6 +305,7 @@ class Supervisor:
         next_gpu = 0.0
         next_group_check = 0.0
         code: int | None = None
+        ended_at: float | None = None  # when this watch first saw the runner's end event
         while True:
             self.ingest_or_retry()
             now = time.monotonic()
@@ -315,6 +322,12 @@ class Supervisor:
                 if not group_alive(pgid):
                     break
                 next_group_check = now + 0.5
+                if self.state.end is not None:
+                    ended_at = ended_at or now
+                    if now - ended_at > self.linger_after_end:
+                        log(f"training process group {pgid} lingers {self.linger_after_end:.0f} s after "
+                            f"the runner's end event; killing it")
+                        signal_group(pgid, signal.SIGKILL)
             time.sleep(self.poll)
         self.ingest_or_retry()
         self.ingest_or_retry()  # after a store error the first call only reset the tailer
