@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import random
 import re
@@ -182,7 +183,7 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[Generation | None] = [None] * len(prompts)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), _gqa_masked_attention(model, device):
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             outputs = _generate_batch(
@@ -205,15 +206,153 @@ def generate(
     return results  # type: ignore[return-value]
 
 
-def _prefill_rows(model, prompts: Sequence[Sequence[int]], width: int, device):
-    """Prefill the prompts without a padding mask, then stack the caches left-padded to ``width``.
+# Registered with transformers under this name and switched on for the duration of ``generate``.
+_GQA_ATTENTION = "arctui_sdpa_gqa"
 
-    On CPU, attention with a padding mask falls back to a kernel that materialises the whole
-    (batch, heads, length, length) score tensor and is several times slower than the causal kernel
-    unpadded rows get. So prompts of equal length (the augmentations of one test sample often are)
-    are prefilled together, the others one by one, and only the token-by-token decoding runs as one
-    padded batch. Keys carry their rotary positions 0..len-1, the positions the batched decode
-    continues from; the zero padding is masked out by the attention mask.
+
+def _sdpa_gqa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """transformers' SDPA attention, except that a masked call keeps the grouped key/value heads.
+
+    With a padding mask, transformers' own SDPA path first copies every key and value head once per
+    query head (``repeat_kv``: with the cache, the whole cache, every layer, every step), because
+    CUDA's masked kernels take no grouped heads. CPU's kernel does (``enable_gqa``), and that copy was
+    as costly as the attention itself. Unmasked calls (the unpadded prefill, batch-size-1 decoding)
+    go to transformers' function unchanged.
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if attention_mask is None:
+        return sdpa_attention_forward(
+            module, query, key, value, None, dropout=dropout, scaling=scaling, **kwargs
+        )
+    output = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        attn_mask=attention_mask[:, :, :, : key.shape[-2]],
+        dropout_p=dropout,
+        scale=scaling,
+        enable_gqa=query.shape[1] != key.shape[1],
+    )
+    return output.transpose(1, 2).contiguous(), None
+
+
+class _gqa_masked_attention:
+    """Within the block, a CPU model using SDPA attention uses :func:`_sdpa_gqa_attention` instead."""
+
+    def __init__(self, model, device):
+        self.config = model.config
+        self.previous = getattr(self.config, "_attn_implementation", None)
+        self.active = device.type == "cpu" and self.previous == "sdpa"
+
+    def __enter__(self):
+        if self.active:
+            from transformers import AttentionInterface
+            from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+            AttentionInterface.register(_GQA_ATTENTION, _sdpa_gqa_attention)
+            AttentionMaskInterface.register(_GQA_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+            self.config._attn_implementation = _GQA_ATTENTION
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.active:
+            self.config._attn_implementation = self.previous
+        return False
+
+
+# Extra key positions a growing cache allocates at a time (a copy of the cache once per this many steps).
+_CACHE_GROWTH = 256
+
+
+def _growing_cache(buffers: Sequence[tuple], length: int):
+    """A transformers cache over per-layer ``(key_buffer, value_buffer)`` of shape (batch, kv heads,
+    capacity, head dim) whose first ``length`` positions are filled; it appends in place."""
+    from transformers import DynamicCache
+
+    layer_class = _growing_layer_class()
+    cache = DynamicCache()
+    cache.layers = [layer_class(keys, values, length) for keys, values in buffers]
+    return cache
+
+
+def _cache_buffers(states, extra: int):
+    """A zero buffer with ``extra`` spare positions after a copy of ``states`` (batch, heads, length, dim)."""
+    batch, heads, length, head_dim = states.shape
+    buffer = states.new_zeros((batch, heads, length + extra, head_dim))
+    buffer[:, :, :length] = states
+    return buffer
+
+
+@functools.cache
+def _growing_layer_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        """A DynamicLayer whose keys and values live in buffers with spare positions: a decoding step
+        writes its one position in place, where DynamicLayer concatenates (copies) the whole cache of
+        every layer, every step. ``keys``/``values`` are views of the filled part."""
+
+        def __init__(self, key_buffer, value_buffer, length: int):
+            super().__init__()
+            self.dtype, self.device = key_buffer.dtype, key_buffer.device
+            self.is_initialized = True
+            self.key_buffer, self.value_buffer, self.length = key_buffer, value_buffer, length
+            self._views()
+
+        def _views(self) -> None:
+            self.keys = self.key_buffer[:, :, : self.length]
+            self.values = self.value_buffer[:, :, : self.length]
+
+        def update(self, key_states, value_states, cache_kwargs=None):
+            end = self.length + key_states.shape[-2]
+            if end > self.key_buffer.shape[-2]:
+                grow = max(_CACHE_GROWTH, key_states.shape[-2])
+                self.key_buffer = _cache_buffers(self.keys, grow)
+                self.value_buffer = _cache_buffers(self.values, grow)
+            self.key_buffer[:, :, self.length : end] = key_states
+            self.value_buffer[:, :, self.length : end] = value_states
+            self.length = end
+            self._views()
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def batch_select_indices(self, indices) -> None:
+            self.key_buffer = self.key_buffer[indices]
+            self.value_buffer = self.value_buffer[indices]
+            self._views()
+
+        def crop(self, max_length: int) -> None:
+            if max_length < 0:
+                max_length = self.length - abs(max_length)
+            self.length = max(0, min(self.length, max_length))
+            self._views()
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
+            self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
+            self._views()
+
+        def reorder_cache(self, beam_idx) -> None:
+            self.batch_select_indices(beam_idx.to(self.key_buffer.device))
+
+    return GrowingLayer
+
+
+def _prefill_rows(model, prompts: Sequence[Sequence[int]], width: int, extra: int, device):
+    """Prefill the prompts without a padding mask into one cache, left-padded to ``width``.
+
+    Unpadded rows need no mask, so attention runs the causal kernel over just the row's own tokens
+    and transformers builds no (batch, 1, length, length) mask, which for long prompts is large (16
+    rows of 8192 tokens: 4 GiB) and made a padded batched prefill about twice as slow as this on
+    CPU, where prefill is compute-bound and batching rows gains nothing. Prompts of equal length
+    (the augmentations of one test sample often are) are prefilled together, the others one by one;
+    each group's keys and values are written straight into the batch's cache. Keys carry their
+    rotary positions 0..len-1, the positions the batched decode continues from; the zero padding is
+    masked out by the decoding mask.
     """
     import torch
     from transformers import DynamicCache
@@ -221,27 +360,24 @@ def _prefill_rows(model, prompts: Sequence[Sequence[int]], width: int, device):
     groups: dict[int, list[int]] = {}
     for row, prompt in enumerate(prompts):
         groups.setdefault(len(prompt), []).append(row)
-    row_keys: list[list] = [[] for _ in prompts]
-    row_values: list[list] = [[] for _ in prompts]
-    last_logits: list = [None] * len(prompts)
+    buffers: list[tuple] = []
+    last_logits = None
     for length, rows in groups.items():
         group_cache = DynamicCache()
         ids = torch.tensor([list(prompts[row]) for row in rows], dtype=torch.long, device=device)
         out = model(input_ids=ids, past_key_values=group_cache, use_cache=True, logits_to_keep=1)
-        pad = width - length
-        for i, row in enumerate(rows):
-            last_logits[row] = out.logits[i : i + 1, -1, :]
+        if last_logits is None:
+            last_logits = out.logits.new_empty((len(prompts), out.logits.shape[-1]))
             for layer in group_cache.layers:
-                row_keys[row].append(torch.nn.functional.pad(layer.keys[i : i + 1], (0, 0, pad, 0)))
-                row_values[row].append(torch.nn.functional.pad(layer.values[i : i + 1], (0, 0, pad, 0)))
-    cache = DynamicCache()
-    for layer_index in range(len(row_keys[0])):
-        cache.update(
-            torch.cat([keys[layer_index] for keys in row_keys]),
-            torch.cat([values[layer_index] for values in row_values]),
-            layer_index,
-        )
-    return cache, torch.cat(last_logits)
+                _, heads, _, head_dim = layer.keys.shape
+                shape = (len(prompts), heads, width + extra, head_dim)
+                buffers.append((layer.keys.new_zeros(shape), layer.values.new_zeros(shape)))
+        index = torch.tensor(rows, device=device)
+        last_logits[index] = out.logits[:, -1, :]
+        for (key_buffer, value_buffer), layer in zip(buffers, group_cache.layers, strict=True):
+            key_buffer[index, :, width - length : width] = layer.keys
+            value_buffer[index, :, width - length : width] = layer.values
+    return _growing_cache(buffers, width), last_logits
 
 
 def _generate_batch(
@@ -272,6 +408,7 @@ def _generate_batch(
         attention_mask[row, width - len(prompt) :] = 1
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    extra = min(max_new_tokens, _CACHE_GROWTH)  # the decoding steps' room before the cache grows
     if device.type == "cuda" or len({len(p) for p in prompts}) == 1:
         # GPU attention kernels take a padding mask at full speed; equal lengths need no mask at all.
         cache = DynamicCache()
@@ -284,10 +421,23 @@ def _generate_batch(
             logits_to_keep=1,
         )
         logits = out.logits[:, -1, :]
+        buffers = [
+            (_cache_buffers(layer.keys, extra), _cache_buffers(layer.values, extra)) for layer in cache.layers
+        ]
+        cache = _growing_cache(buffers, width)
     else:
-        cache, logits = _prefill_rows(model, prompts, width, device)
+        cache, logits = _prefill_rows(model, prompts, width, extra, device)
     position_ids = position_ids[:, -1:]
     stop_id_tensor = torch.tensor(list(stop_ids), device=device)
+    # The decoding steps' mask, built once: (rows, 1, 1, every key column this batch can reach), 0 where
+    # a row may attend and the dtype's minimum on its left padding; each step passes the columns of
+    # the keys so far. A 2D mask would make transformers rebuild the 4D mask (a vmapped mask function)
+    # every step, which cost as much as the model itself. Without padding no mask is needed at all.
+    decode_mask = None
+    if not attention_mask.all():
+        dtype = cache.layers[0].keys.dtype  # the attention scores' dtype
+        decode_mask = torch.zeros((n, 1, 1, width + max_new_tokens), dtype=dtype, device=device)
+        decode_mask[:, 0, 0, :width].masked_fill_(attention_mask == 0, torch.finfo(dtype).min)
 
     active = list(range(n))  # batch row -> prompt index, for the rows still generating
     tokens: list[list[int]] = [[] for _ in range(n)]
@@ -324,16 +474,18 @@ def _generate_batch(
         if len(keep) < len(active):
             index = torch.tensor(keep, device=device)
             cache.batch_select_indices(index)
-            attention_mask = attention_mask[index]
+            if decode_mask is not None:
+                decode_mask = decode_mask[index]
             position_ids = position_ids[index]
             next_tokens = next_tokens[index]
             active = [active[row] for row in keep]
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=-1)
         position_ids = position_ids + 1
+        cache_position = torch.tensor([width + step], device=device)
         out = model(
             input_ids=next_tokens[:, None],
-            attention_mask=attention_mask,
+            attention_mask=None if decode_mask is None else decode_mask[:, :, :, : width + step + 1],
             position_ids=position_ids,
+            cache_position=cache_position,
             past_key_values=cache,
             use_cache=True,
         )
