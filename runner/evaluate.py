@@ -342,21 +342,46 @@ def _growing_layer_class():
     return GrowingLayer
 
 
-def _prefill_rows(model, prompts: Sequence[Sequence[int]], width: int, extra: int, device):
-    """Prefill the prompts without a padding mask into one cache, left-padded to ``width``.
+# A common prompt prefix at least this long is prefilled once for the batch (shorter: not worth a pass).
+_MIN_SHARED_PREFIX = 32
 
-    Unpadded rows need no mask, so attention runs the causal kernel over just the row's own tokens
-    and transformers builds no (batch, 1, length, length) mask, which for long prompts is large (16
-    rows of 8192 tokens: 4 GiB) and made a padded batched prefill about twice as slow as this on
-    CPU, where prefill is compute-bound and batching rows gains nothing. Prompts of equal length
-    (the augmentations of one test sample often are) are prefilled together, the others one by one;
-    each group's keys and values are written straight into the batch's cache. Keys carry their
-    rotary positions 0..len-1, the positions the batched decode continues from; the zero padding is
-    masked out by the decoding mask.
+
+def _shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all prompts share, leaving every prompt at least one token of its own."""
+    shortest = min(len(p) for p in prompts)
+    first = prompts[0]
+    for position in range(shortest - 1):
+        token = first[position]
+        if any(p[position] != token for p in prompts):
+            return position
+    return shortest - 1
+
+
+def _prefill_rows(model, prompts: Sequence[Sequence[int]], width: int, extra: int, device):
+    """Prefill the prompts into one cache left-padded to ``width``, without padding anything.
+
+    The prompts' common prefix (the system turn and task instructions: half of a character-level
+    prompt) is run once, then each group of equal-length prompts (the augmentations of one test
+    sample often are) runs its own tokens against a copy of the prefix's keys and values, with a
+    (1, 1, own, prefix + own) mask that is causal from the prefix on; without a shared prefix each
+    group runs alone, unmasked (the causal kernel). Each group's keys and values are written straight
+    into the batch's cache. On CPU prefill is compute-bound: a padded batch gains nothing, and
+    transformers' (batch, 1, length, length) padding mask is large (16 rows of 8192 tokens: 4 GiB)
+    and made it about twice as slow as this. Keys carry their rotary positions 0..len-1, the
+    positions the batched decode continues from; the zero padding is masked out by the decoding mask.
+    Masked-out keys add exactly zero, so a row's values match its own unbatched prefill to rounding.
     """
     import torch
     from transformers import DynamicCache
 
+    prefix = _shared_prefix_length(prompts) if len(prompts) > 1 else 0
+    prefix_cache = None
+    if prefix >= _MIN_SHARED_PREFIX:
+        prefix_cache = DynamicCache()
+        ids = torch.tensor([list(prompts[0][:prefix])], dtype=torch.long, device=device)
+        model(input_ids=ids, past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
+    else:
+        prefix = 0
     groups: dict[int, list[int]] = {}
     for row, prompt in enumerate(prompts):
         groups.setdefault(len(prompt), []).append(row)
@@ -364,8 +389,26 @@ def _prefill_rows(model, prompts: Sequence[Sequence[int]], width: int, extra: in
     last_logits = None
     for length, rows in groups.items():
         group_cache = DynamicCache()
-        ids = torch.tensor([list(prompts[row]) for row in rows], dtype=torch.long, device=device)
-        out = model(input_ids=ids, past_key_values=group_cache, use_cache=True, logits_to_keep=1)
+        ids = torch.tensor([list(prompts[row][prefix:]) for row in rows], dtype=torch.long, device=device)
+        if prefix_cache is None:
+            out = model(input_ids=ids, past_key_values=group_cache, use_cache=True, logits_to_keep=1)
+        else:
+            for layer_index, layer in enumerate(prefix_cache.layers):
+                group_cache.update(
+                    layer.keys.expand(len(rows), -1, -1, -1), layer.values.expand(len(rows), -1, -1, -1), layer_index
+                )
+            dtype = prefix_cache.layers[0].keys.dtype
+            mask = torch.full((length - prefix, length), torch.finfo(dtype).min, dtype=dtype, device=device)
+            positions = torch.arange(prefix, length, device=device)
+            out = model(
+                input_ids=ids,
+                attention_mask=mask.triu(prefix + 1)[None, None],
+                position_ids=positions[None].expand(len(rows), -1),
+                cache_position=positions,
+                past_key_values=group_cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         if last_logits is None:
             last_logits = out.logits.new_empty((len(prompts), out.logits.shape[-1]))
             for layer in group_cache.layers:
