@@ -64,6 +64,52 @@ def test_equal_length_prompts_batch_without_a_mask(tiny):
     assert [round(g.logprob, 3) for g in one_by_one] == pytest.approx([g.logprob for g in batched], abs=1e-3)
 
 
+def test_shared_prefix_and_growing_cache_match_unbatched(tiny, monkeypatch):
+    """A batch with a long common prefix prefills it once; the cache grows in place every 3 steps here.
+    Query and key weights are scaled up so attention is sharp: a key at a wrong position or a wrong
+    value then moves the log-probabilities by 1e-2, where batching's rounding moves them by 1e-6."""
+    import copy
+
+    import torch
+
+    from runner import evaluate
+
+    model, tokenizer = tiny
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8)
+            layer.self_attn.k_proj.weight.mul_(8)
+    header = "<|im_start|>system\nYou solve ARC tasks, one grid at a time.<|im_end|>\n<|im_start|>user\n"
+    bodies = ["abab", "cdcd", "ab", "abcdabcd", "ba", "abc"]  # equal and unequal lengths, one sharing "ab"
+    texts = [f"{header}{body}<|im_end|>\n<|im_start|>assistant\n" for body in bodies]
+    prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert evaluate._shared_prefix_length(prompts) >= evaluate._MIN_SHARED_PREFIX
+    monkeypatch.setattr(evaluate, "_CACHE_GROWTH", 3)
+    one_by_one = generate(model, tokenizer, prompts, batch_size=1, max_new_tokens=10)
+    batched = generate(model, tokenizer, prompts, batch_size=6, max_new_tokens=10)
+    assert [g.text for g in one_by_one] == [g.text for g in batched]
+    assert [g.logprob for g in one_by_one] == pytest.approx([g.logprob for g in batched], abs=1e-4)
+    assert model.config._attn_implementation == "sdpa"  # generate's attention switch is undone
+    # Both runs use the same in-place cache: check it against one plain forward pass without a cache.
+    for prompt, generation in zip(prompts[:2], batched[:2], strict=True):
+        written = tokenizer(generation.text, add_special_tokens=False)["input_ids"]
+        assert len(written) == generation.n_tokens == 10
+        with torch.no_grad():
+            logits = model(torch.tensor([list(prompt) + written])).logits[0, len(prompt) - 1 : -1]
+        chosen = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(written)[:, None])
+        assert chosen.sum().item() == pytest.approx(generation.logprob, abs=1e-4)
+
+
+def test_shared_prefix_length_leaves_each_prompt_a_token():
+    from runner.evaluate import _shared_prefix_length
+
+    assert _shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert _shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert _shared_prefix_length([[1, 2], [3, 2]]) == 0
+    assert _shared_prefix_length([[7], [7, 8]]) == 0
+
+
 def test_stop_string_ends_each_row_where_it_appears(tiny):
     model, tokenizer = tiny
     prompts = _prompts(tokenizer, 3)
