@@ -230,8 +230,6 @@ class RunScreen(ArcScreen):
     def on_resize(self) -> None:
         # Short terminals: one speed plot is readable, two are not; tokens/s stays in the progress panel.
         self.query_one("#tokens-plot").display = self.size.height >= 32 or not self.show_log
-        # A resize keeps the scroll offset; the log tail's newest lines belong in view.
-        self.query_one("#run-log", Log).scroll_end(animate=False, immediate=False)
 
     # -- actions -------------------------------------------------------------------------------------
     def action_toggle_log(self) -> None:
