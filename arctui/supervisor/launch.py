@@ -201,9 +201,8 @@ def _create_run(store, cfg: RunConfig, name: str, strict: bool):
 
 def prepare_config(cfg: RunConfig) -> RunConfig:
     """Everything :func:`launch_run` checks before it writes: paths, references, GPUs."""
-    cfg = resolve_config(cfg)
-    check_gpus(cfg)
-    return cfg
+    check_gpus(cfg)  # first: cheap, and resolving may convert a model (tens of seconds)
+    return resolve_config(cfg)
 
 
 def launch_run(store, cfg: RunConfig, *, db_url: str | None, name: str | None = None,
