@@ -160,7 +160,8 @@ def generate(
     """Continue every tokenized prompt; results come back in the prompts' order.
 
     Prompts are sorted by length and run ``batch_size`` at a time, left-padded, with a KV cache:
-    one forward pass over the prompts, then one token per step for the rows still running. A row
+    a prefill of the prompts (on CPU: their common prefix once, then each equal-length group unpadded;
+    see :func:`_prefill_rows`), then one token per step for the rows still running. A row
     stops at an end-of-turn token, when its text contains one of ``stop_strings`` (the end of the
     grid), or after ``max_new_tokens``; finished rows leave the batch (and the cache) at once.
     ``temperature`` 0 is greedy decoding, otherwise sampling from the full distribution with a
