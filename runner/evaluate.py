@@ -486,6 +486,7 @@ def _generate_batch(
     active = list(range(n))  # batch row -> prompt index, for the rows still generating
     tokens: list[list[int]] = [[] for _ in range(n)]
     texts = [""] * n
+    pieces: dict[int, str] = {}  # token id -> its text, decoded once per batch (for the stop strings)
     logprobs = [0.0] * n
     finish = ["length"] * n
     for step in range(max_new_tokens):
@@ -507,7 +508,10 @@ def _generate_batch(
                 finish[prompt_index] = "eos"
                 continue
             if stop_strings:
-                texts[prompt_index] += tokenizer.decode([token])
+                piece = pieces.get(token)
+                if piece is None:
+                    piece = pieces[token] = tokenizer.decode([token])
+                texts[prompt_index] += piece
                 tail = texts[prompt_index][-(longest_stop + 8) :]
                 if any(s in tail for s in stop_strings):
                     finish[prompt_index] = "stop"
