@@ -220,12 +220,17 @@ def launch_run(store, cfg: RunConfig, *, db_url: str | None, name: str | None = 
     folder = RunFolder.for_run(run.id, run.name)
     folder.create()
     store.update_run(run.id, output_dir=str(folder.output_dir), log_path=str(folder.log_file))
+    return _start_supervisor(store, run.id, db_url, folder)
+
+
+def _start_supervisor(store, run_id: int, db_url: str | None, folder: RunFolder):
+    """Spawn the run's supervisor; if that fails the run is recorded failed and the error is one line."""
     try:
-        spawn_supervisor(run.id, db_url, folder)
+        spawn_supervisor(run_id, db_url, folder)
     except OSError as exc:
-        store.set_status(run.id, "failed", error=f"could not start the supervisor: {exc}")
-        raise UserError(f"could not start the supervisor for run {run.id}: {exc}") from None
-    return store.get_run(run.id)
+        store.set_status(run_id, "failed", error=f"could not start the supervisor: {exc}")
+        raise UserError(f"could not start the supervisor for run {run_id}: {exc}") from None
+    return store.get_run(run_id)
 
 
 def spawn_supervisor(run_id: int, db_url: str | None, folder: RunFolder, lock_fd: int | None = None) -> bool:
@@ -344,9 +349,4 @@ def resume_run(store, ref, *, db_url: str | None, overrides: dict | None = None)
     folder.create()
     folder.clear_stop_request()
     store.set_status(run.id, "queued")
-    try:
-        spawn_supervisor(run.id, db_url, folder)
-    except OSError as exc:
-        store.set_status(run.id, "failed", error=f"could not start the supervisor: {exc}")
-        raise UserError(f"could not start the supervisor for run {run.id}: {exc}") from None
-    return store.get_run(run.id)
+    return _start_supervisor(store, run.id, db_url, folder)
