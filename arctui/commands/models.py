@@ -118,7 +118,7 @@ def run_list(args) -> int:
         writer.writerows(rows)
         return 0
     if not rows:
-        from arctui.paths import models_dir
+        from runner.paths import models_dir
 
         print(f"no cached models in {models_dir()}; create the demo model with `arctui models demo`")
         return 0

@@ -177,7 +177,7 @@ class CompareScreen(ArcScreen):
     @work(thread=True, exit_on_error=False, group="compare-save")
     def save_markdown(self, markdown: str, run_ids: list[str]) -> None:
         """Keep a copy on disk too, for terminals that ignore clipboard requests."""
-        from arctui.paths import arctui_home
+        from runner.paths import arctui_home
 
         path = arctui_home() / "comparisons" / f"compare-{'-'.join(run_ids)}.md"
         path.parent.mkdir(parents=True, exist_ok=True)

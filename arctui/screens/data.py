@@ -362,8 +362,8 @@ def prompt_length_analysis(
     import sys
     from pathlib import Path
 
-    from arctui.paths import arctui_home
     from runner.errors import UserError
+    from runner.paths import arctui_home
 
     cache = arctui_home() / "cache" / f"prompt-lengths-{_fingerprint(model, data, encoder, version)}.json"
     try:

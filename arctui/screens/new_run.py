@@ -723,8 +723,8 @@ def launch_detached(config, db_url: str | None) -> tuple[str, str]:
     import sys
     import time
 
-    from arctui.paths import arctui_home
     from runner.errors import UserError
+    from runner.paths import arctui_home
 
     folder = arctui_home() / "launched"
     folder.mkdir(parents=True, exist_ok=True)

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from arctui.config import DEMO_MODEL_REF, TINY_MODEL_REF, RunConfig
-from arctui.paths import arctui_home, default_db_url, models_dir
 from arctui.supervisor.process import signal_group
 from arctui.supervisor.runfolder import RunFolder
 from runner.errors import ConfigError, DataError, ModelError, UserError
+from runner.paths import arctui_home, default_db_url, models_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What `arctui resume --set` may change: how long and how often, not what is trained.

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
-from arctui.paths import arctui_home
+from runner.paths import arctui_home
 
 QUEUE_POLL_SECONDS = 2.0
 

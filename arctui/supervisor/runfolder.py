@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from arctui.paths import runs_dir
+from runner.paths import runs_dir
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Where arctui keeps its files. Everything lives under ``$ARCTUI_HOME`` (default ``~/.arctui``)."""
+"""Where arctui keeps its files. Everything lives under ``$ARCTUI_HOME`` (default ``~/.arctui``).
+
+Ground floor: the runner, the store and the manager all import it; it imports nothing of ours.
+"""
 
 from __future__ import annotations
 
