@@ -36,7 +36,9 @@ run: models
 demo: models
 	$(BIN)/arctui launch configs/demo-cpu.yaml
 
+# The import contracts (pyproject [tool.importlinter]) first: a broken layer fails fast.
 test: setup
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/arctui models demo
 	$(BIN)/python -m pytest -q
 
@@ -45,6 +47,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check arctui runner db tests bench
+	$(BIN)/lint-imports --no-logo
 
 clean:
 	rm -rf $(VENV) .pytest_cache

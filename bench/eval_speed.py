@@ -1,4 +1,4 @@
-"""Generation speed of ``runner.evaluate``: predictions/s batched vs one prompt at a time, same run.
+"""Generation speed of ``runner.generation``: predictions/s batched vs one prompt at a time, same run.
 
     python bench/eval_speed.py                          # tiny random-init model (built in a tmp dir)
     python bench/eval_speed.py --model demo --repeats 1 # SmolLM2-135M-Instruct (arctui models demo)
@@ -45,7 +45,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder
-    from runner.evaluate import build_requests, generate, load_model
+    from runner.evaluate import build_requests, load_model
+    from runner.generation import generate
     from runner.synthetic import make_tasks
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,6 @@
-"""runner.evaluate on the tiny model: batched generation equals one-at-a-time generation, stopping,
-sampling, the augment -> decode -> revert -> vote path, over-msl prompts and one-line errors."""
+"""runner.generation and runner.evaluate on the tiny model: batched generation equals one-at-a-time
+generation, stopping, sampling, the augment -> decode -> revert -> vote path, over-msl prompts and
+one-line errors."""
 
 from __future__ import annotations
 
@@ -10,15 +11,9 @@ import pytest
 from runner.augment import apply_augmentation
 from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder
 from runner.errors import ModelError
-from runner.evaluate import (
-    Generation,
-    build_requests,
-    generate,
-    main,
-    resolve_model_paths,
-    score_predictions,
-)
+from runner.evaluate import build_requests, main, resolve_model_paths, score_predictions
 from runner.events import read_events
+from runner.generation import Generation, generate
 from runner.synthetic import make_tasks, write_tasks
 
 
@@ -72,7 +67,7 @@ def test_shared_prefix_and_growing_cache_match_unbatched(tiny, monkeypatch):
 
     import torch
 
-    from runner import evaluate
+    from runner import generation as engine
 
     model, tokenizer = tiny
     model = copy.deepcopy(model)
@@ -84,8 +79,8 @@ def test_shared_prefix_and_growing_cache_match_unbatched(tiny, monkeypatch):
     bodies = ["abab", "cdcd", "ab", "abcdabcd", "ba", "abc"]  # equal and unequal lengths, one sharing "ab"
     texts = [f"{header}{body}<|im_end|>\n<|im_start|>assistant\n" for body in bodies]
     prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    assert evaluate._shared_prefix_length(prompts) >= evaluate._MIN_SHARED_PREFIX
-    monkeypatch.setattr(evaluate, "_CACHE_GROWTH", 3)
+    assert engine._shared_prefix_length(prompts) >= engine._MIN_SHARED_PREFIX
+    monkeypatch.setattr(engine, "_CACHE_GROWTH", 3)
     one_by_one = generate(model, tokenizer, prompts, batch_size=1, max_new_tokens=10)
     batched = generate(model, tokenizer, prompts, batch_size=6, max_new_tokens=10)
     assert [g.text for g in one_by_one] == [g.text for g in batched]
@@ -102,7 +97,7 @@ def test_shared_prefix_and_growing_cache_match_unbatched(tiny, monkeypatch):
 
 
 def test_shared_prefix_length_leaves_each_prompt_a_token():
-    from runner.evaluate import _shared_prefix_length
+    from runner.generation import _shared_prefix_length
 
     assert _shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
     assert _shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
