@@ -130,6 +130,13 @@ class ArcTuiApp(App[int]):
                 )
 
     # -- navigation -------------------------------------------------------------------------------
+    def action_show_runs(self) -> None:
+        """Back to the Runs screen (the bottom of the stack), closing the screens above it."""
+        from arctui.screens.runs import RunsScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, RunsScreen):
+            self.pop_screen()
+
     def action_help(self) -> None:
         from arctui.screens.help import HelpScreen
 
@@ -154,7 +161,8 @@ class ArcTuiApp(App[int]):
         self.push_screen(RunScreen(run_id))
 
     def open_comparison(self, run_ids: list[str]) -> None:
-        """Show the Compare screen for ``run_ids`` (the first is the baseline)."""
+        """Show the Compare screen for ``run_ids``, the first being the baseline
+        (``arctui.views.compare.BASELINE_RULE``)."""
         from arctui.screens.compare import CompareScreen
 
         self.push_screen(CompareScreen(run_ids))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from arctui.screens.data import Comparison, GpuReading, RunDetail, RunRow
+from arctui.views.compare import Comparison
+from arctui.views.gpus import GpuReading
+from arctui.views.rows import RunRow
+from arctui.views.summary import RunDetail
 
 
 class RunsLoaded(Message):

@@ -27,7 +27,7 @@ class ArcCommands(Provider):
     def _commands(self) -> list[PaletteCommand]:
         app = self.app
         commands = [
-            PaletteCommand("Runs", "Show every run", lambda: _go_to_runs(app)),
+            PaletteCommand("Runs", "Show every run", app.action_show_runs),
             PaletteCommand("New run", "Open the new-run form", app.action_new_run),
             PaletteCommand("GPUs", "Show every GPU and the run holding it", app.action_gpus),
             PaletteCommand("Help", "Key bindings and how to use arctui", app.action_help),
@@ -47,10 +47,3 @@ class ArcCommands(Provider):
             score = matcher.match(command.name)
             if score > 0:
                 yield Hit(score, matcher.highlight(command.name), command.callback, help=command.help)
-
-
-def _go_to_runs(app) -> None:
-    from arctui.screens.runs import RunsScreen
-
-    while len(app.screen_stack) > 1 and not isinstance(app.screen, RunsScreen):
-        app.pop_screen()

@@ -1,9 +1,8 @@
-"""The Compare screen: selected runs side by side - differing parameters, metrics with ratios to a
-baseline, overlaid loss curves - and a markdown copy for an iteration note."""
+"""The Compare screen: selected runs side by side - differing parameters, figures with ratios to the
+baseline, overlaid loss curves - and a markdown copy for an iteration note. The tables, ratios and the
+markdown are the view layer's (:mod:`arctui.views.compare`), the same as ``arctui compare``'s."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from rich.text import Text
 from textual import on, work
@@ -13,55 +12,26 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
-from arctui.formatting import format_gb, format_number, format_percent, format_ratio
 from arctui.messages import ComparisonLoaded
 from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.commands import PaletteCommand
-from arctui.screens.data import Comparison, read_comparison
+from arctui.views.compare import (
+    METRIC_HEADERS,
+    Comparison,
+    comparison_markdown,
+    metric_lines,
+    param_rows,
+    read_comparison,
+    rotated,
+    run_headers,
+)
+from arctui.views.figures import RATIO_NOTE
 from arctui.widgets.line_plot import SERIES_COLOURS, LinePlot, Series
 
 
-def _cell(value, label: str = "") -> str:
-    if value is None:
-        return "-"
-    if label == "accuracy":
-        return format_percent(value, 2)
-    if label == "peak VRAM":
-        return format_gb(value)
-    if isinstance(value, float):
-        return format_number(value)
-    return str(value)
-
-
-def comparison_markdown(comparison: Comparison) -> str:
-    """Two markdown tables (differing parameters; metrics with ratios to the baseline), ready to paste
-    into an iteration note."""
-    names = [run.name for run in comparison.runs]
-    base = comparison.baseline
-    lines = []
-    if comparison.differing:
-        lines.append("| parameter | " + " | ".join(names) + " |")
-        lines.append("|---|" + "---|" * len(names))
-        for key, values in comparison.differing:
-            lines.append(f"| {key} | " + " | ".join(v.replace("|", "\\|") for v in values) + " |")
-        lines.append("")
-    lines.append("| metric | " + " | ".join(names) + " |")
-    lines.append("|---|" + "---|" * len(names))
-    for label, values in comparison.metrics:
-        cells = []
-        for i, value in enumerate(values):
-            text = _cell(value, label)
-            if i != base and value is not None and values[base]:
-                text += f" ({format_ratio(value, values[base])})"
-            cells.append(text)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(f"Ratios are to the baseline run `{names[base]}`.")
-    return "\n".join(lines) + "\n"
-
-
 class CompareScreen(ArcScreen):
-    """Several runs side by side, the first selected being the baseline until ``b`` moves it."""
+    """Several runs side by side; the first is the baseline (the first marked on the Runs screen) until
+    ``b`` moves the next one to the front."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="compare.back"),
@@ -70,14 +40,12 @@ class CompareScreen(ArcScreen):
     ]
 
     comparison: reactive[Comparison | None] = reactive(None)
-    """The latest read of the runs, with the chosen baseline."""
-
-    baseline: reactive[int] = reactive(0)
-    """Index (in the selection) of the run the ratios are relative to."""
+    """The latest read of the runs, baseline first; None until the first read lands."""
 
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
         self.run_ids = [str(r) for r in run_ids]
+        """The runs in the order compared, the baseline first."""
         self._poll = None
         self.markdown = ""
         """The comparison as markdown, as last copied or shown."""
@@ -94,7 +62,7 @@ class CompareScreen(ArcScreen):
 
     def on_mount(self) -> None:
         self.query_one("#compare-params").border_title = "parameters that differ"
-        self.query_one("#compare-metrics").border_title = "metrics (ratio to baseline)"
+        self.query_one("#compare-metrics").border_title = f"metrics ({RATIO_NOTE})"
         self.query_one("#compare-plot").border_title = "training loss"
         self.refresh_comparison()
         self.set_interval(self.app.poll_seconds * 4, self.refresh_comparison)
@@ -104,57 +72,48 @@ class CompareScreen(ArcScreen):
             return
         if not is_visible_screen(self):
             return
-        self._poll = self.load_comparison()
+        self._poll = self.load_comparison(list(self.run_ids))
 
     @work(thread=True, exit_on_error=False, group="compare-poll")
-    def load_comparison(self) -> None:
-        self.post_message(ComparisonLoaded(read_comparison(self.app.store(), self.run_ids)))
+    def load_comparison(self, run_ids: list[str]) -> None:
+        comparison = read_comparison(self.app.store(), run_ids, curves=True, now=self.app.clock())
+        self.post_message(ComparisonLoaded(comparison))
 
     @on(ComparisonLoaded)
     def take_comparison(self, message: ComparisonLoaded) -> None:
-        comparison = replace(message.comparison, baseline=min(self.baseline, len(message.comparison.runs) - 1))
-        if comparison != self.comparison:
-            self.comparison = comparison
-
-    def watch_baseline(self, baseline: int) -> None:
-        if self.comparison is not None:
-            self.comparison = replace(self.comparison, baseline=baseline)
+        if message.comparison.run_ids != self.run_ids:
+            return  # read before b moved the baseline; the next poll reads the current order
+        if message.comparison != self.comparison:
+            self.comparison = message.comparison
 
     def watch_comparison(self, comparison: Comparison | None) -> None:
         if comparison is None:
             return
-        names = [run.name for run in comparison.runs]
+        headers = run_headers(comparison)
         base = comparison.baseline
         self.query_one("#compare-title", Static).update(
-            Text.assemble(
-                f"comparing {len(names)} runs  ·  baseline ",
-                (names[base], "bold"),
-            )
+            Text.assemble(f"comparing {len(headers)} runs  ·  baseline ", (f"#{base.id} {base.name}", "bold"))
         )
         params = self.query_one("#compare-params", DataTable)
         params.clear(columns=True)
         params.add_column("parameter")
-        for i, name in enumerate(names):
-            params.add_column(Text(name, style="bold" if i == base else ""))
-        if comparison.differing:
-            for key, values in comparison.differing:
-                params.add_row(key, *values)
-        else:
-            params.add_row("(all parameters equal)", *["" for _ in names])
+        for i, header in enumerate(headers):
+            params.add_column(Text(header, style="bold" if i == 0 else ""))
+        rows = param_rows(comparison)
+        for row in rows:
+            params.add_row(*row)
+        if not rows:
+            params.add_row("(all parameters equal)", *["" for _ in headers])
 
         metrics = self.query_one("#compare-metrics", DataTable)
         metrics.clear(columns=True)
-        metrics.add_column("metric")
-        for i, name in enumerate(names):
-            metrics.add_column(Text(name, style="bold" if i == base else ""))
-        for label, values in comparison.metrics:
-            cells = []
-            for i, value in enumerate(values):
-                cell = Text(_cell(value, label))
-                if i != base and value is not None and values[base]:
-                    cell.append(f" {format_ratio(value, values[base])}", style="dim")
-                cells.append(cell)
-            metrics.add_row(label, *cells)
+        for label in METRIC_HEADERS:
+            metrics.add_column(label)
+        for i, header in enumerate(headers):
+            metrics.add_column(Text(header, style="bold" if i == 0 else ""))
+        for line in metric_lines(comparison):
+            cells = [Text.assemble(value, (f" ({compared})", "dim") if compared else "") for value, compared in line.cells]
+            metrics.add_row(line.figure.label, line.figure.better or "", *cells)
 
         self.query_one("#compare-plot", LinePlot).series = tuple(
             Series(curve.key, curve.steps, curve.values, SERIES_COLOURS[i % len(SERIES_COLOURS)])
@@ -163,8 +122,10 @@ class CompareScreen(ArcScreen):
         self.markdown = comparison_markdown(comparison)
 
     def action_next_baseline(self) -> None:
-        count = len(self.comparison.runs) if self.comparison else len(self.run_ids)
-        self.baseline = (self.baseline + 1) % max(1, count)
+        """Make the next run the baseline: every run moves one place to the left, the first goes last."""
+        self.run_ids = self.run_ids[1:] + self.run_ids[:1]
+        if self.comparison is not None:
+            self.comparison = rotated(self.comparison)
 
     def action_copy_markdown(self) -> None:
         if self.comparison is None:
@@ -172,7 +133,7 @@ class CompareScreen(ArcScreen):
             return
         self.markdown = comparison_markdown(self.comparison)
         self.app.copy_to_clipboard(self.markdown)  # OSC 52: works in most terminals, not all
-        self.save_markdown(self.markdown, [run.id for run in self.comparison.runs])
+        self.save_markdown(self.markdown, self.comparison.run_ids)
 
     @work(thread=True, exit_on_error=False, group="compare-save")
     def save_markdown(self, markdown: str, run_ids: list[str]) -> None:
@@ -189,5 +150,5 @@ class CompareScreen(ArcScreen):
     def palette_commands(self) -> list[PaletteCommand]:
         return [
             PaletteCommand("Copy comparison as markdown", "Tables for an iteration note", self.action_copy_markdown),
-            PaletteCommand("Next baseline", "Ratios relative to the next run", self.action_next_baseline),
+            PaletteCommand("Next baseline", "Ratios relative to the next run (moved to the front)", self.action_next_baseline),
         ]

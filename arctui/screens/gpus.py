@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 from arctui.formatting import format_percent
 from arctui.messages import GpusSampled
 from arctui.screens.base import ArcScreen, is_visible_screen
-from arctui.screens.data import GpuReading, read_gpus
+from arctui.views.gpus import GpuReading, read_gpus
 
 NO_GPU_HINT = "Runs launched from here go on the CPU (gpus: cpu)."
 

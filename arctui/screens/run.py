@@ -1,5 +1,10 @@
 """The Run screen: one run live - loss curves, speed, progress with ETA, VRAM per GPU, log tail.
 
+The progress panel shows the run's summary figures as ``arctui show`` does (the view layer's
+:func:`arctui.views.summary.summary_lines`), each with its label (``s/step (median)``), and next to the
+median s/step the latest logged step's, labelled ``latest``; the speed plots show every logged step and
+their legends the latest value, labelled the same way.
+
 A timer starts a thread worker ~2x per second that reads the run from the store and posts a
 :class:`RunDetailLoaded`; a newer snapshot replaces an older one still queued, and an unchanged
 snapshot redraws nothing.
@@ -25,8 +30,10 @@ from arctui.formatting import (
 from arctui.messages import RunDetailLoaded
 from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.commands import PaletteCommand
-from arctui.screens.data import GpuReading, RunDetail, read_run_detail
 from arctui.screens.runs import status_text
+from arctui.views.figures import DURATION, LATEST, MIN_LOSS, STEPS, short_model
+from arctui.views.gpus import GpuReading
+from arctui.views.summary import RunDetail, read_run_detail, summary_lines
 from arctui.widgets.line_plot import SERIES_COLOURS, LinePlot, Series
 
 
@@ -95,7 +102,7 @@ class RunScreen(ArcScreen):
             yield LinePlot(id="loss-plot", empty_message="no loss yet")
             with Vertical(id="run-speed"):
                 yield LinePlot(id="speed-plot", empty_message="no s/step yet")
-                yield LinePlot(id="tokens-plot", empty_message="no tokens/s yet")
+                yield LinePlot(id="tokens-plot", empty_message="no tok/s yet")
         with Horizontal(id="run-panels"):
             with Vertical(id="run-progress-panel"):
                 # a known total from the start: an indeterminate bar animates at full frame rate
@@ -107,8 +114,8 @@ class RunScreen(ArcScreen):
 
     def on_mount(self) -> None:
         self.query_one("#loss-plot").border_title = "loss"
-        self.query_one("#speed-plot").border_title = "seconds per step"
-        self.query_one("#tokens-plot").border_title = "tokens per second"
+        self.query_one("#speed-plot").border_title = "s/step, each logged step"
+        self.query_one("#tokens-plot").border_title = "tok/s, each logged step"
         self.query_one("#run-progress-panel").border_title = "progress"
         self.query_one("#run-gpus").border_title = "GPUs"
         self.query_one("#run-log").border_title = "log"
@@ -149,7 +156,7 @@ class RunScreen(ArcScreen):
         row = detail.row
         title = Text.assemble(
             (row.name, "bold"), f"  #{row.id}  ", status_text(row.status),
-            "  ", (row.model.rstrip("/").rsplit("/", 1)[-1] or "-", "cyan"),
+            "  ", (short_model(row.model), "cyan"),
             f"  msl {format_number(row.max_seq_len)}",
             f"  batch {row.batch_size or '-'}/{row.per_device_batch or '-'}",
             f"  gpus {row.gpus or '-'}",
@@ -174,9 +181,10 @@ class RunScreen(ArcScreen):
             )
             if s is not None
         )
-        speed = series_of(detail, "seconds_per_step", "s/step", SERIES_COLOURS[2])
+        # the legend writes each series' last value after its name: the latest step, so say so
+        speed = series_of(detail, "seconds_per_step", f"{LATEST} s/step", SERIES_COLOURS[2])
         self.query_one("#speed-plot", LinePlot).series = (speed,) if speed else ()
-        tokens = series_of(detail, "tokens_per_second", "tok/s", SERIES_COLOURS[4])
+        tokens = series_of(detail, "tokens_per_second", f"{LATEST} tok/s", SERIES_COLOURS[4])
         self.query_one("#tokens-plot", LinePlot).series = (tokens,) if tokens else ()
 
     def _show_progress(self, detail: RunDetail) -> None:
@@ -189,6 +197,7 @@ class RunScreen(ArcScreen):
             elapsed = None
         else:
             elapsed = (row.ended_at or now) - row.started_at
+        # at the median pace, not the latest step's
         eta = eta_seconds(row.step, row.max_steps, row.seconds_per_step) if row.is_active else None
         lines = Text()
         if row.status == "queued":
@@ -196,11 +205,10 @@ class RunScreen(ArcScreen):
             lines.append(f"queued: waiting for {waiting}\n", style="yellow")
         lines.append(f"step {row.step if row.step is not None else '-'}/{row.max_steps or '-'}", style="bold")
         lines.append(f"   elapsed {format_duration(elapsed)}   ETA {format_duration(eta) if row.is_active else '-'}\n")
-        lines.append(f"loss {format_number(row.loss)}   eval {format_number(row.eval_loss)}\n")
-        lines.append(
-            f"{format_number(row.seconds_per_step)} s/step   {format_number(row.tokens_per_second)} tok/s"
-            f"   peak VRAM {format_gb(row.peak_vram_gb)}\n"
-        )
+        # steps and time are on the line above (with the ETA); the loss plot shows the minimum
+        for line in summary_lines(row, now, latest=detail.latest(), skip=(STEPS, DURATION, MIN_LOSS),
+                                  omit_unknown=True):
+            lines.append(line + "\n")
         skipped = detail.share_over_msl
         style = "bold yellow" if skipped and skipped > 0.05 else ""
         lines.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from textual.screen import Screen
 
 from arctui.screens.confirm import ConfirmScreen
-from arctui.screens.data import RunRow
+from arctui.views.rows import RunRow
 
 
 def confirm_and_stop(screen: Screen, row: RunRow) -> None:
@@ -40,9 +40,9 @@ def _stop(screen: Screen, run_id: str, name: str) -> None:
 
 
 def _stop_thread(screen: Screen, run_id: str, name: str) -> None:
-    from arctui.supervisor.launch import stop_run
+    from arctui.views.control import request_stop
 
-    stop_run(screen.app.store(), run_id)
+    request_stop(screen.app.store(), run_id)
     screen.app.call_from_thread(screen.notify, f"Stop requested for {name}; it ends after its current step.")
 
 
@@ -55,7 +55,7 @@ def resume(screen: Screen, row: RunRow) -> None:
 
 
 def _resume_thread(screen: Screen, run_id: str, name: str) -> None:
-    from arctui.supervisor.launch import resume_run
+    from arctui.views.control import request_resume
 
-    resume_run(screen.app.store(), run_id, db_url=screen.app.db_url)
+    request_resume(screen.app.store(), run_id, screen.app.db_url)
     screen.app.call_from_thread(screen.notify, f"Resuming {name} from its latest checkpoint.")

@@ -6,9 +6,6 @@ and filters in SQL), so it stays fast with tens of thousands of runs in the stor
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,17 +14,19 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, Static
 
-from arctui.formatting import (
-    format_age,
-    format_gb,
-    format_number,
-    format_percent,
-    progress_bar,
-)
+from arctui.formatting import progress_bar
 from arctui.messages import RunsLoaded
 from arctui.screens.base import ArcScreen, is_visible_screen
 from arctui.screens.commands import PaletteCommand
-from arctui.screens.data import RunRow, read_runs
+from arctui.views.rows import (
+    RUN_COLUMN_BY_KEY,
+    RUN_COLUMNS,
+    RunColumn,
+    RunRow,
+    check_where,
+    read_runs,
+    steps_text,
+)
 
 PAGE_SIZE = 500
 
@@ -45,32 +44,31 @@ def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
 
 
-def _progress(row: RunRow, now: float) -> Text:
-    if row.step is None:
-        return Text("")
-    label = f"{row.step}/{row.max_steps}" if row.max_steps else str(row.step)
-    return Text.assemble((progress_bar(row.step, row.max_steps, 5), "green"), " ", label)
-
-
-def _batch(row: RunRow, now: float) -> str:
-    if row.batch_size is None:
-        return "-"
-    return f"{row.batch_size}/{row.per_device_batch}" if row.per_device_batch else str(row.batch_size)
-
-
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _short_model(row: RunRow, now: float) -> str:
-    model = row.model.rstrip("/")
-    return _clip(model.rsplit("/", 1)[-1], 22) if model else "-"
+# The columns are the view layer's (the same as `arctui runs`); this screen only adds colour, a
+# progress bar and fixed widths (so columns do not jump as values change and the first paint is final).
+COLUMNS: tuple[RunColumn, ...] = RUN_COLUMNS
+COLUMN_BY_KEY = RUN_COLUMN_BY_KEY
+SORTABLE_KEYS = tuple(c.key for c in COLUMNS if c.sort_field is not None)
 
 
-def _short_encoder(row: RunRow, now: float) -> str:
-    # GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder())) -> Shape(RowNumber(Minimal))
-    text = row.encoder.replace("GridEncoder", "").replace("Encoder", "").replace("()", "")
-    return _clip(text, 28) if text else "-"
+def column_width(column: RunColumn) -> int:
+    """Wide enough for the column's values and for its header with a sort arrow."""
+    return max(column.width, len(column.label) + 2)
+
+
+def render_cell(column: RunColumn, row: RunRow, now: float) -> str | Text:
+    """What the table shows in ``column`` for ``row``: the view layer's text, styled."""
+    if column.key == "status":
+        return status_text(row.status)
+    if column.key == "progress":
+        if row.step is None:
+            return Text("")
+        return Text.assemble((progress_bar(row.step, row.max_steps, 5), "green"), " ", steps_text(row))
+    return _clip(column.cell(row, now), column_width(column))
 
 
 EMPTY_HINT = (
@@ -79,39 +77,6 @@ EMPTY_HINT = (
     "on this machine's CPU in a few minutes.\n"
     "Runs launched elsewhere (arctui launch configs/demo-cpu.yaml in another terminal) appear here live."
 )
-
-
-@dataclass(frozen=True)
-class Column:
-    """A Runs table column: its key, header, the store's sort field and how a row renders in it."""
-
-    key: str
-    label: str
-    sort_field: str
-    render: Callable[[RunRow, float], str | Text]
-    width: int | None = None
-
-
-# Live figures first, settings after: at 80-120 columns the table scrolls sideways into the settings.
-# Fixed widths: columns do not jump as values change, and the first paint is already final.
-COLUMNS: tuple[Column, ...] = (
-    Column("id", "id", "id", lambda r, n: r.id, 5),
-    Column("name", "name", "name", lambda r, n: _clip(r.name, 18), 18),
-    Column("status", "status", "status", lambda r, n: status_text(r.status), 9),
-    Column("progress", "progress", "progress", _progress, 15),
-    Column("loss", "loss", "loss", lambda r, n: format_number(r.loss), 6),
-    Column("eval_loss", "eval", "eval_loss", lambda r, n: format_number(r.eval_loss), 6),
-    Column("s_per_step", "s/step", "s_per_step", lambda r, n: format_number(r.seconds_per_step), 8),
-    Column("vram", "VRAM", "peak_vram", lambda r, n: format_gb(r.peak_vram_gb), 7),
-    Column("accuracy", "acc", "accuracy", lambda r, n: format_percent(r.accuracy, 1), 6),
-    Column("msl", "msl", "msl", lambda r, n: format_number(r.max_seq_len), 6),
-    Column("batch", "bs/dev", "batch_size", _batch, 8),
-    Column("gpus", "gpus", "gpus", lambda r, n: r.gpus or "-", 6),
-    Column("model", "model", "model", _short_model, 22),
-    Column("encoder", "encoder", "encoder", _short_encoder, 28),
-    Column("created", "created", "created", lambda r, n: format_age(r.created_at, n), 9),
-)
-COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 SELECT_MARK = "●"
 
 
@@ -142,14 +107,15 @@ class RunsScreen(ArcScreen):
     descending: reactive[bool] = reactive(True)
     """Sort direction (newest / largest first by default)."""
 
-    selected: reactive[frozenset[str]] = reactive(frozenset())
-    """Ids of the runs marked for comparison."""
+    selected: reactive[tuple[str, ...]] = reactive(())
+    """Ids of the runs marked for comparison, in the order they were marked (the first marked is the
+    comparison's baseline: see ``arctui.views.compare.BASELINE_RULE``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[RunRow] = []
         self._poll = None
-        self._ages: dict[str, str] = {}
+        self._cells: dict[str, list[str]] = {}  # run id -> the text of each column as shown
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-bar"):
@@ -172,12 +138,12 @@ class RunsScreen(ArcScreen):
         table = self.query_one("#runs-table", DataTable)
         table.add_column(" ", key="mark", width=1)
         for column in COLUMNS:
-            table.add_column(self._header(column), key=column.key, width=column.width)
+            table.add_column(self._header(column), key=column.key, width=column_width(column))
         table.focus()
         self.refresh_runs()
         self.set_interval(self.app.poll_seconds * 2, self.refresh_runs)
 
-    def _header(self, column: Column) -> Text:
+    def _header(self, column: RunColumn) -> Text:
         if column.key == self.sort_key:
             return Text(f"{column.label} {'▼' if self.descending else '▲'}", style="bold")
         return Text(column.label)
@@ -217,30 +183,23 @@ class RunsScreen(ArcScreen):
     def _apply_rows(self, rows: list[RunRow]) -> None:
         table = self.query_one("#runs-table", DataTable)
         now = self.app.clock()
-        old = {row.id: row for row in self.rows}
-        same_order = [r.id for r in rows] == [r.id for r in self.rows]
-        if same_order:
+        cells = {row.id: [c.cell(row, now) for c in COLUMNS] for row in rows}
+        if [r.id for r in rows] == [r.id for r in self.rows]:
+            # same runs in the same order: touch only the cells whose text changed (data or clock)
             for row in rows:
-                if old[row.id] != row:
-                    for column in COLUMNS:
-                        cell = column.render(row, now)
-                        if str(cell) != str(column.render(old[row.id], now)):
-                            table.update_cell(row.id, column.key, cell)
-            # ages move on even when nothing else changes; touch only the cells whose text did
-            for row in rows:
-                age = format_age(row.created_at, now)
-                if self._ages.get(row.id) != age:
-                    self._ages[row.id] = age
-                    table.update_cell(row.id, "created", age)
+                old = self._cells.get(row.id)
+                for i, column in enumerate(COLUMNS):
+                    if old is None or old[i] != cells[row.id][i]:
+                        table.update_cell(row.id, column.key, render_cell(column, row, now))
         else:
             cursor_id = self.current_run_id()
             table.clear()
             for row in rows:
                 mark = SELECT_MARK if row.id in self.selected else " "
-                table.add_row(mark, *(c.render(row, now) for c in COLUMNS), key=row.id)
-            self._ages = {row.id: format_age(row.created_at, now) for row in rows}
+                table.add_row(mark, *(render_cell(c, row, now) for c in COLUMNS), key=row.id)
             if cursor_id is not None and any(r.id == cursor_id for r in rows):
                 table.move_cursor(row=table.get_row_index(cursor_id), animate=False)
+        self._cells = cells
         self.rows = rows
 
     def _show_empty_state(self, empty: bool) -> None:
@@ -268,14 +227,11 @@ class RunsScreen(ArcScreen):
 
     @work(thread=True, exit_on_error=False, group="runs-filter")
     def check_and_set_filter(self, text: str) -> None:
-        from db.query import parse_where
-
-        if text.strip():
-            try:
-                parse_where(text)
-            except Exception as error:
-                self.app.call_from_thread(self._filter_invalid, error)
-                return
+        try:
+            check_where(text)
+        except Exception as error:
+            self.app.call_from_thread(self._filter_invalid, error)
+            return
         self.app.call_from_thread(self._set_where, text)
 
     def _filter_invalid(self, error: Exception) -> None:
@@ -306,7 +262,7 @@ class RunsScreen(ArcScreen):
     @on(DataTable.HeaderSelected, "#runs-table")
     def sort_by_header(self, event: DataTable.HeaderSelected) -> None:
         key = event.column_key.value
-        if key not in COLUMN_BY_KEY:
+        if key not in SORTABLE_KEYS:
             return
         if key == self.sort_key:
             self.descending = not self.descending
@@ -315,12 +271,14 @@ class RunsScreen(ArcScreen):
 
     def sort_by(self, key: str, descending: bool | None = None) -> None:
         """Sort by the column ``key`` (numbers and dates largest first unless told otherwise)."""
+        if key not in SORTABLE_KEYS:
+            return
         self.sort_key = key
         if descending is not None:
             self.descending = descending
 
     def action_cycle_sort(self) -> None:
-        keys = [c.key for c in COLUMNS]
+        keys = SORTABLE_KEYS
         self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
 
     def action_reverse_sort(self) -> None:
@@ -334,7 +292,7 @@ class RunsScreen(ArcScreen):
         if self.focused is where:
             self.query_one("#runs-table", DataTable).focus()
         elif self.selected:
-            self.selected = frozenset()
+            self.selected = ()
         elif self.where:
             where.value = ""
             self.where = ""
@@ -359,24 +317,26 @@ class RunsScreen(ArcScreen):
         run_id = self.current_run_id()
         if run_id is None:
             return
-        self.selected = self.selected ^ {run_id}
+        if run_id in self.selected:
+            self.selected = tuple(r for r in self.selected if r != run_id)
+        else:
+            self.selected = (*self.selected, run_id)
         table = self.query_one("#runs-table", DataTable)
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1, animate=False)
 
-    def watch_selected(self, old: frozenset[str], new: frozenset[str]) -> None:
+    def watch_selected(self, old: tuple[str, ...], new: tuple[str, ...]) -> None:
         if not self.is_mounted:
             return
         table = self.query_one("#runs-table", DataTable)
-        for run_id in old ^ new:
+        for run_id in set(old) ^ set(new):
             if run_id in table.rows:
                 table.update_cell(run_id, "mark", SELECT_MARK if run_id in new else " ")
         self._update_status()
 
     def action_compare(self) -> None:
-        chosen = [r.id for r in self.rows if r.id in self.selected]
-        # keep selections that scrolled out of the page too
-        chosen += sorted(self.selected - set(chosen))
+        # in the order the runs were marked (also those a filter now hides): the first is the baseline
+        chosen = list(self.selected)
         if len(chosen) < 2:
             self.notify("Select at least two runs with space, then press c.", severity="warning")
             return
@@ -408,14 +368,14 @@ class RunsScreen(ArcScreen):
     def palette_commands(self) -> list[PaletteCommand]:
         commands = [
             PaletteCommand("Open run", "Show the run under the cursor live", self.action_open_run),
-            PaletteCommand("Compare selected runs", "Side by side, ratios to the first", self.action_compare),
+            PaletteCommand("Compare selected runs", "Side by side, ratios to the first marked", self.action_compare),
             PaletteCommand("Filter runs", "Type a --where filter", self.action_focus_filter),
             PaletteCommand("Stop run", "Stop the run under the cursor (asks first)", self.action_stop_run),
             PaletteCommand("Resume run", "Resume the run under the cursor from its last checkpoint", self.action_resume_run),
             PaletteCommand("Clone run", "New run form filled from the run under the cursor", self.action_clone_run),
             PaletteCommand("Reverse sort", "Flip the sort direction", self.action_reverse_sort),
         ]
-        for column in COLUMNS:
+        for column in (c for c in COLUMNS if c.key in SORTABLE_KEYS):
             commands.append(
                 PaletteCommand(f"Sort runs by {column.label}", f"Sort by {column.key}", lambda k=column.key: self.sort_by(k))
             )

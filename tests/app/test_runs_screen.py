@@ -9,21 +9,12 @@ from arctui.screens.help import HelpScreen
 from arctui.screens.runs import RunsScreen
 
 
-async def wait_for(pilot, predicate, tries: int = 100) -> None:
-    """Let workers and timers run until ``predicate()`` holds (fails the test if it never does)."""
-    for _ in range(tries):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    assert predicate(), "condition never became true"
-
-
 def table_ids(app) -> list[str]:
     table = app.screen.query_one("#runs-table", DataTable)
     return [row.value for row in table.rows]
 
 
-async def test_runs_screen_lists_most_recent_first(seeded):
+async def test_runs_screen_lists_most_recent_first(seeded, wait_for):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: len(table_ids(app)) == 5)
@@ -34,10 +25,14 @@ async def test_runs_screen_lists_most_recent_first(seeded):
         assert str(table.get_cell("3", "progress")).endswith("40/100")
         assert str(table.get_cell("1", "s_per_step")) == "3.30"
         assert str(table.get_cell("1", "vram")) == "21.0 GB"
-        assert str(table.get_cell("1", "accuracy")) == "5.0%"
+        assert str(table.get_cell("1", "accuracy")) == "5.00%"
+        # the headers say which figure each column is (the view layer's labels, as in `arctui runs`)
+        labels = {key.value: str(column.label) for key, column in table.columns.items()}
+        assert labels["s_per_step"].startswith("s/step (median)") and labels["vram"] == "peak VRAM"
+        assert str(table.get_cell("1", "encoder")) == "Shape(RowNumber(Minimal))"
 
 
-async def test_sort_cycles_and_reverses(seeded):
+async def test_sort_cycles_and_reverses(seeded, wait_for):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: len(table_ids(app)) == 5)
@@ -49,7 +44,7 @@ async def test_sort_cycles_and_reverses(seeded):
         assert set(table_ids(app)[3:]) == {"4", "5"}
 
 
-async def test_filter_with_where_language(seeded):
+async def test_filter_with_where_language(seeded, wait_for):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: len(table_ids(app)) == 5)
@@ -61,20 +56,20 @@ async def test_filter_with_where_language(seeded):
         assert app.screen.where == "msl>=4096 or status=running"
 
 
-async def test_bad_filter_is_marked_and_notified_not_fatal(seeded):
+async def test_bad_filter_is_marked_and_notified_not_fatal(seeded, wait_for, notified):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
-    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
         await wait_for(pilot, lambda: len(table_ids(app)) == 5)
         await pilot.press("slash", *"modle~Smol", "enter")
         where = app.screen.query_one("#where", Input)
         await wait_for(pilot, lambda: where.has_class("-invalid"))
-        messages = [n.message for n in app._notifications]
-        assert any("unknown field 'modle'" in m and "model" in m for m in messages)
+        message = await wait_for(pilot, lambda: notified.find("unknown field 'modle'"))
+        assert "model" in message  # with a did-you-mean
         assert app.screen.where == ""  # the old filter stays in force
         assert len(table_ids(app)) == 5
 
 
-async def test_select_several_and_compare(seeded):
+async def test_select_several_and_compare(seeded, wait_for):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: len(table_ids(app)) == 5)
@@ -83,7 +78,7 @@ async def test_select_several_and_compare(seeded):
         await pilot.press("space")  # marks run 2, moves to run 1
         await pilot.press("space")  # marks run 1
         runs = app.screen
-        assert runs.selected == frozenset({"1", "2"})
+        assert runs.selected == ("2", "1")  # in the order they were marked
         assert str(table.get_cell("2", "mark")) == "●"
         await pilot.press("c")
         await pilot.pause()
@@ -93,13 +88,29 @@ async def test_select_several_and_compare(seeded):
         assert app.screen.run_ids == ["2", "1"]
 
 
-async def test_compare_needs_two_runs(seeded):
+async def test_the_first_marked_run_is_the_baseline_whatever_the_table_order(seeded, wait_for):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
-    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        table = app.screen.query_one("#runs-table", DataTable)
+        for run_id in ("1", "3"):  # run 1 is below run 3 in the table, but marked first
+            table.move_cursor(row=table.get_row_index(run_id))
+            await pilot.press("space")
+        assert app.screen.selected == ("1", "3")
+        await pilot.press("c")
+        from arctui.screens.compare import CompareScreen
+
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None)
+        assert app.screen.run_ids == ["1", "3"] and app.screen.comparison.baseline.id == "1"
+
+
+async def test_compare_needs_two_runs(seeded, wait_for, notified):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
         await wait_for(pilot, lambda: len(table_ids(app)) == 5)
         await pilot.press("c")
         assert isinstance(app.screen, RunsScreen)
-        assert any("at least two" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: notified.find("at least two"))
 
 
 async def test_help_lists_bindings_and_closes(seeded):
@@ -127,7 +138,7 @@ async def test_every_binding_has_description_and_id():
             assert binding.id, (owner, binding.key)
 
 
-async def test_command_palette_offers_screen_actions(seeded):
+async def test_command_palette_offers_screen_actions(seeded, wait_for):
     from arctui.screens.commands import ArcCommands
 
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
@@ -136,7 +147,7 @@ async def test_command_palette_offers_screen_actions(seeded):
         provider = ArcCommands(app.screen)
         names = [hit.text async for hit in provider.discover()]
         assert "Compare selected runs" in names
-        assert "Sort runs by s/step" in names
+        assert "Sort runs by s/step (median)" in names
         assert "New run" in names
         hits = [hit async for hit in provider.search("sort s/step")]
         assert hits
@@ -144,17 +155,30 @@ async def test_command_palette_offers_screen_actions(seeded):
         await wait_for(pilot, lambda: app.screen.sort_key == "s_per_step")
 
 
-async def test_unreachable_database_is_a_notification(tmp_path):
+async def test_the_palette_goes_back_to_the_runs_from_any_screen(seeded, wait_for):
+    from arctui.screens.commands import ArcCommands
+    from arctui.screens.run import RunScreen
+
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        app.open_run("1")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.detail is not None)
+        hits = [hit async for hit in ArcCommands(app.screen).discover() if hit.text == "Runs"]
+        hits[0].command()
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+
+async def test_unreachable_database_is_a_notification(tmp_path, wait_for, notified):
     app = make_app(f"sqlite:///{tmp_path / 'missing-folder' / 'x.db'}")
-    async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        await wait_for(pilot, lambda: len(app._notifications) > 0)
+    async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
+        message = await wait_for(pilot, lambda: next(iter(notified.messages), None))
         assert isinstance(app.screen, RunsScreen)
-        message = next(iter(app._notifications)).message
         assert "missing-folder" in message
         assert "\n" not in message
 
 
-async def test_clicking_a_header_sorts_by_it_and_again_reverses(seeded):
+async def test_clicking_a_header_sorts_by_it_and_again_reverses(seeded, wait_for):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
     async with app.run_test(size=(160, 40)) as pilot:
         await wait_for(pilot, lambda: len(table_ids(app)) == 5)
@@ -174,7 +198,7 @@ async def test_clicking_a_header_sorts_by_it_and_again_reverses(seeded):
         await wait_for(pilot, lambda: table_ids(app)[:3] == ["3", "2", "1"])
 
 
-async def test_an_empty_store_says_how_to_start_and_an_empty_filter_says_so(tmp_path):
+async def test_an_empty_store_says_how_to_start_and_an_empty_filter_says_so(tmp_path, wait_for):
     from textual.widgets import Static
 
     app = make_app(f"sqlite:///{tmp_path / 'empty.db'}", analyze_prompts=False)
@@ -186,7 +210,7 @@ async def test_an_empty_store_says_how_to_start_and_an_empty_filter_says_so(tmp_
         await wait_for(pilot, lambda: "No run matches" in str(app.screen.query_one("#runs-empty", Static).render()))
 
 
-async def test_the_empty_hint_hides_when_runs_exist(seeded):
+async def test_the_empty_hint_hides_when_runs_exist(seeded, wait_for):
     from textual.widgets import Static
 
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)

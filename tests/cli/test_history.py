@@ -75,7 +75,8 @@ def test_runs_table_json_and_csv(db_url, capsys):
     code, out, _ = run_cli(capsys, "--db", db_url, "runs")
     assert code == 0
     header, *rows = out.splitlines()
-    assert header.split()[:3] == ["ID", "NAME", "STATUS"]
+    assert header.split()[:3] == ["id", "name", "status"]
+    assert "s/step (median)" in header and "peak VRAM" in header  # the view layer's labels, as in the app
     assert [r.split()[1] for r in rows] == [r[0] for r in reversed(SEED_ROWS)]  # newest first
     assert "Shape(RowNumber(Minimal))" in rows[0] and "100/100" in rows[0] and "16/2" in rows[0]
 
@@ -102,34 +103,38 @@ def test_runs_where_sort_limit(db_url, capsys):
     assert code == 0 and "no runs match" in out
 
 
-def test_compare_every_format_with_speed_up(db_url, capsys):
+def test_compare_every_format_with_ratios_and_directions(db_url, capsys):
     args = ["--db", db_url, "compare", "01_baseline", "03_1gpu", "05_1gpu_2048msl_pdbs2"]
     code, out, _ = run_cli(capsys, *args)
     assert code == 0
     assert "parameters that differ" in out and "max_seq_len" in out and "per_device_train_batch_size" in out
     assert "learning_rate" not in out  # the same everywhere
-    assert "speed-up 2.7x" in out and "speed-up 1.5x" in out and "baseline" in out
+    # ratios are value / baseline with a verdict from the figure's direction (lower s/step is better)
+    assert "3.30 (0.67x, better)" in out and "1.80 (0.37x, better)" in out and "(baseline)" in out
+    assert "median over logged steps excluding the first (warm-up) step" in out
 
     code, out, _ = run_cli(capsys, *args, "--format", "markdown")
     lines = out.splitlines()
     tables = [i for i, line in enumerate(lines) if line.startswith("|---")]
     assert len(tables) == 2  # parameters, metrics: pasteable into the iteration note
-    assert lines[tables[1] - 1].startswith("| run | status | steps | s/step | speed-up |")
-    row = next(line for line in lines if line.startswith("| 4 05_1gpu_2048msl_pdbs2") and "speed-up" in line)
-    assert "| 1.8 | speed-up 2.7x |" in row
+    assert lines[tables[1] - 1] == "| metric | better | #1 01_baseline (baseline) | #2 03_1gpu | #4 05_1gpu_2048msl_pdbs2 |"
+    assert "| s/step (median) | lower | 4.90 | 3.30 (0.67x, better) | 1.80 (0.37x, better) |" in lines
+    assert "| peak VRAM | lower | - | 21.0 GB | - |" in lines  # no ratio without a baseline figure
 
     code, out, _ = run_cli(capsys, *args, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["name"] for r in rows] == ["01_baseline", "03_1gpu", "05_1gpu_2048msl_pdbs2"]
     assert rows[0]["baseline"] == "True" and rows[0]["s_per_step_ratio"] == ""
-    assert float(rows[2]["s_per_step_ratio"]) == pytest.approx(4.9 / 1.8)
+    assert float(rows[2]["s_per_step_ratio"]) == pytest.approx(1.8 / 4.9)
 
     code, out, _ = run_cli(capsys, *args, "--format", "json")
     data = json.loads(out)
     assert data["baseline"] == 1 and set(data["param_keys"]) == {"max_seq_len", "n_gpus",
                                                                   "per_device_train_batch_size"}
-    assert data["runs"][1]["ratios"]["s_per_step"] == pytest.approx(4.9 / 3.3)
+    assert data["runs"][1]["ratios"]["s_per_step"] == pytest.approx(3.3 / 4.9)
     assert data["runs"][1]["ratios"]["peak_vram_gb"] is None  # the baseline has no VRAM figure
+    assert {f["key"]: f["better"] for f in data["figures"]}["tokens_per_second"] == "higher"
+    assert "first run in the order given" in data["baseline_rule"]
 
 
 def test_compare_baseline_and_all_params(db_url, capsys):
@@ -137,22 +142,26 @@ def test_compare_baseline_and_all_params(db_url, capsys):
                            "04_1gpu_2048msl", "--all-params", "--format", "json")
     data = json.loads(out)
     assert data["baseline"] == 3 and "learning_rate" in data["param_keys"]
+    assert [r["name"] for r in data["runs"]] == ["04_1gpu_2048msl", "03_1gpu"]  # --baseline moves it first
     by_name = {r["name"]: r for r in data["runs"]}
     assert by_name["03_1gpu"]["ratios"]["peak_vram_gb"] == pytest.approx(3.0)
-    assert by_name["03_1gpu"]["ratios"]["s_per_step"] == pytest.approx(2.9 / 3.3)
+    assert by_name["03_1gpu"]["ratios"]["s_per_step"] == pytest.approx(3.3 / 2.9)
     code, out, _ = run_cli(capsys, "--db", db_url, "compare", "03_1gpu", "--baseline", "04_1gpu_2048msl")
-    assert code == 0 and "slow-down 1.1x" in out
+    assert code == 0 and "3.30 (1.14x, worse)" in out and "21.0 GB (3.00x, worse)" in out
 
 
 def test_show_text_and_json(db_url, capsys):
     code, out, _ = run_cli(capsys, "--db", db_url, "show", "03_1gpu")
     assert code == 0
-    for part in ("run 2  03_1gpu  [completed]", "summary", "median s/step 3.3", "peak VRAM 21 GB", "config",
+    for part in ("run 2  03_1gpu  [completed]", "summary", "s/step (median) 3.30", "peak VRAM 21.0 GB",
+                 "tok/s (mean) 7273", "s/step (median): median over logged steps excluding the first", "config",
                  "max_seq_len: 10240", "checkpoints", "step 100", "recent events", "log tail"):
         assert part in out, part
     code, out, _ = run_cli(capsys, "--db", db_url, "show", "2", "--format", "json")
     data = json.loads(out)
     assert data["run"]["name"] == "03_1gpu" and data["checkpoints"][0]["step"] == 100
+    figures = {f["label"]: f["value"] for f in data["summary"]}
+    assert figures["s/step (median)"] == pytest.approx(3.3) and figures["peak VRAM"] == pytest.approx(21.0)
     assert data["recent_events"][0]["event"] == "end"
 
 
@@ -164,6 +173,7 @@ def test_show_text_and_json(db_url, capsys):
         (["compare", "1", "nope"], "nope"),
         (["compare", "1"], "at least two runs"),
         (["compare", "1", "1"], "same run twice"),
+        (["compare", "1", "--baseline", "1"], "two different runs"),
         (["runs", "--where", "modle=x"], "did you mean 'model'"),
         (["runs", "--where", "msl>>3"], "position"),
         (["runs", "--sort", "nonsense"], "nonsense"),
