@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 READS_PER_SECOND = 10
+# seconds_per_step makes every batch move the summary's median (db.summary; docs/store.md "Summaries").
 KEYS = ("loss", "learning_rate", "grad_norm", "seconds_per_step", "tokens_per_second")
 
 

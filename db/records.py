@@ -244,3 +244,46 @@ class Comparison(_Record):
     summaries: list[RunSummary]
     config_diff: dict[str, tuple[Any, ...]]
     metrics: dict[str, tuple[MetricStats | None, ...]]
+
+
+# ------------------------------------------------------------------------------ ingest input records
+# What db.ingest makes of one runner event; RunStore.ingest_records stores a list of them exactly once.
+
+
+@dataclass(frozen=True)
+class KeptEvent(_Record):
+    """An input event worth keeping whole (it becomes a :class:`RunEvent`)."""
+
+    kind: str
+    step: int | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EvalRecord(_Record):
+    """An evaluation to store as by :meth:`RunStore.record_eval`."""
+
+    step: int
+    dataset: str
+    metrics: dict[str, Any]
+    predictions_path: str | None = None
+
+
+# The kind of kept event that records a saved checkpoint (RunStore.checkpoints lists them).
+CHECKPOINT_KIND = "checkpoint"
+# Run columns that an input record may set (the last record of a batch that sets one wins).
+RECORD_RUN_FIELDS = frozenset({"max_steps", "final_loss", "eval_loss", "last_error"})
+
+
+@dataclass(frozen=True)
+class EventRecords(_Record):
+    """Everything one sequenced input event becomes: metric points ``(key, step, value, wall_time)``,
+    run column values (keys in :data:`RECORD_RUN_FIELDS`), a kept event and evaluations. ``seq`` is
+    the event's sequence number: the store skips records at or below the run's cursor."""
+
+    seq: int
+    time: float
+    points: tuple[tuple[str, int, float, float | None], ...] = ()
+    run_fields: dict[str, Any] = field(default_factory=dict)
+    kept: KeptEvent | None = None
+    evals: tuple[EvalRecord, ...] = ()

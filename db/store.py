@@ -6,6 +6,15 @@
     store.ingest_events(run.id, events)          # runner events, exactly once
     store.list_runs("model~SmolLM and msl>=2048", sort="s_per_step", limit=20)
 
+The store speaks records, not runner events: :mod:`db.ingest` turns runner events into
+:class:`db.records.EventRecords` and :meth:`RunStore.ingest_records` stores them; the summary figures
+are defined in :mod:`db.summary`; schema and migrations are :mod:`db.schema`; row conversion and value
+checks (no SQL) are :mod:`db.rows`.
+
+Why this module is over 600 lines: it is the one place that speaks SQL (``docs/store.md``), so every
+public method of :class:`RunStore` and the statements of its hot paths live here; what needs no SQL
+has been moved out.
+
 Every public method runs in its own transaction through :func:`db.engine.transaction`,
 which commits or rolls back and turns driver errors into :class:`db.errors.StoreError`. Private helpers
 take the connection as their first argument. Public methods return the frozen records of
@@ -15,52 +24,33 @@ take the connection as their first argument. Public methods return the frozen re
 from __future__ import annotations
 
 import difflib
-import gc
 import json
-import math
-import re
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
-from itertools import groupby
-from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, inspect, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, literal_column, select, tuple_, update
 from sqlalchemy.engine import URL, Engine
 
 from db import query
-from db.columns import columns_from_config, dataset_name
-from db.engine import (
-    check_sqlite_path,
-    ensure_wal,
-    make_engine,
-    parse_url,
-    safe_url,
-    sqlite_path,
-    transaction,
-    translate_errors,
-)
+from db.columns import columns_from_config
+from db.engine import safe_url, transaction
 from db.errors import IllegalTransitionError, StoreError, UnknownRunError
-from db.models import (
-    HEAD_REVISION,
-    KNOWN_REVISIONS,
-    eval_results,
-    gpu_samples,
-    metric_points,
-    metric_stats,
-    run_events,
-    runs,
-)
+from db.models import HEAD_REVISION, eval_results, gpu_samples, metric_points, metric_stats, run_events, runs
 from db.records import (
     ACTIVE_STATUSES,
+    CHECKPOINT_KIND,
     LEGAL_TRANSITIONS,
+    RECORD_RUN_FIELDS,
     RUN_STATUSES,
     TERMINAL_STATUSES,
     Comparison,
+    EvalRecord,
     EvalResult,
+    EventRecords,
     GpuSample,
+    KeptEvent,
     MetricPoint,
     MetricStats,
     Run,
@@ -68,7 +58,35 @@ from db.records import (
     RunEvent,
     RunSummary,
     SeriesPoint,
-    utc_datetime,
+)
+from db.rows import (
+    UPDATABLE_FIELDS,
+    PointBatch,
+    check_float,
+    check_int,
+    check_name,
+    column_values,
+    downsample,
+    eval_from_row,
+    event_from_row,
+    finite,
+    gpu_from_row,
+    point_tuples,
+    run_from_row,
+    stats_from_row,
+    summary_from_row,
+    without_gc,
+)
+from db.schema import MIGRATIONS_DIR, database_url, open_engine, schema_revision, upgrade
+from db.summary import (
+    ACCURACY_METRIC,
+    EVAL_LOSS_KEY,
+    LOSS_KEY,
+    PEAK_VRAM_PREFIX,
+    SECONDS_PER_STEP_KEY,
+    SPEED_KEYS,
+    WINDOW_SECONDS_KEY,
+    WINDOW_TOKENS_KEY,
 )
 
 __all__ = [
@@ -76,9 +94,13 @@ __all__ = [
     "HEAD_REVISION",
     "RUN_STATUSES",
     "TERMINAL_STATUSES",
+    "MIGRATIONS_DIR",
     "Comparison",
+    "EvalRecord",
     "EvalResult",
+    "EventRecords",
     "GpuSample",
+    "KeptEvent",
     "MetricPoint",
     "MetricStats",
     "Run",
@@ -88,481 +110,10 @@ __all__ = [
     "RunSummary",
     "SeriesPoint",
     "database_url",
+    "downsample",
     "schema_revision",
     "upgrade",
 ]
-
-NAME_RE = re.compile(r"[A-Za-z0-9._\-+:@]{1,100}")
-TAG_RE = re.compile(r"[A-Za-z0-9._\-+:@/]{1,64}")
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-# Fields of a `step` event that become metric points (peak_memory_gb is a dict, handled apart).
-STEP_METRICS = (
-    "loss",
-    "learning_rate",
-    "grad_norm",
-    "seconds_per_step",
-    "tokens_per_second",
-    "samples_per_second",
-    "padding_share",
-)
-EVAL_METRICS = ("eval_loss", "eval_seconds")
-KEPT_EVENT_KINDS = frozenset({"start", "eval", "checkpoint", "end", "error", "eval_result"})
-PEAK_MEMORY_PREFIX = "peak_memory_gb/"
-# The summary's seconds_per_step is the median of this many latest points (all of them for short runs).
-MEDIAN_WINDOW = 101
-
-UPDATABLE_FIELDS = frozenset(
-    {
-        "name", "notes", "tags", "host", "supervisor_pid", "pgid", "gpu_ids", "output_dir", "log_path",
-        "last_error", "exit_code", "config", "model", "encoder", "msl", "batch_size", "per_device_batch",
-        "learning_rate", "lora_r", "gpus", "datasets", "max_steps",
-    }
-)  # fmt: skip
-INT_FIELDS = frozenset(
-    {"supervisor_pid", "pgid", "exit_code", "msl", "batch_size", "per_device_batch", "lora_r", "gpus", "max_steps"}
-)
-TEXT_FIELDS = frozenset({"notes", "host", "output_dir", "log_path", "last_error", "model", "encoder"})
-
-# ------------------------------------------------------------------------------ opening and schema
-
-
-def _resolve_url(url: str | None) -> tuple[URL, bool]:
-    """(parsed URL, whether it is the default one)."""
-    from runner.paths import default_db_url
-
-    is_default = url is None
-    return parse_url(default_db_url() if url is None else url), is_default
-
-
-def database_url(url: str | None = None) -> str:
-    """The URL the store opens for ``url`` (None: the default), password hidden: for messages."""
-    return safe_url(_resolve_url(url)[0])
-
-
-def _engine_for(url: str | None) -> tuple[Engine, URL]:
-    parsed, is_default = _resolve_url(url)
-    path = sqlite_path(parsed) if parsed.get_backend_name() == "sqlite" else None
-    if path is not None:
-        check_sqlite_path(path, create_parent=is_default)
-    return make_engine(parsed), parsed
-
-
-def _read_revision(connection: Connection) -> tuple[str | None, list[str]]:
-    """(alembic revision or None, table names) of the database behind ``connection``."""
-    tables = inspect(connection).get_table_names()
-    if "alembic_version" not in tables:
-        return None, tables
-    rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    return (rows[0][0] if rows else None), tables
-
-
-def _schema_problem(revision: str | None, tables: list[str], url: URL) -> str | None:
-    """Why this database cannot be used or migrated as it is (None when it can be)."""
-    if revision is None:
-        others = [t for t in tables if t != "alembic_version"]
-        if others:
-            shown = ", ".join(sorted(others)[:5])
-            return (
-                f"{safe_url(url)} holds other tables ({shown}) but no arctui schema: "
-                "choose another --db (an empty database or a new file)"
-            )
-        return None
-    if revision not in KNOWN_REVISIONS:
-        return (
-            f"database {safe_url(url)} is at revision {revision}, newer than this arctui knows "
-            f"({HEAD_REVISION}): upgrade arctui"
-        )
-    return None
-
-
-def _alembic_config(connection: Connection):
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["connection"] = connection
-    return config
-
-
-def _migrate(engine: Engine, url: URL, target: str = "heads") -> tuple[str | None, str]:
-    """Run the Alembic migrations up to ``target`` under a write lock; (from, to) revisions."""
-    from alembic import command
-
-    with translate_errors(url), engine.connect() as connection:
-        connection.execution_options(arctui_write=True)
-        is_sqlite = engine.dialect.name == "sqlite"
-        if is_sqlite:
-            # Batch migrations rebuild tables (copy, drop, rename); with foreign keys on, dropping `runs`
-            # would cascade-delete every metric. The pragma only works outside a transaction.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
-        try:
-            with connection.begin():
-                if engine.dialect.name == "postgresql":
-                    # Two processes opening a new database at once: one migrates, the other waits.
-                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7401553)")
-                before, tables = _read_revision(connection)
-                problem = _schema_problem(before, tables, url)
-                if problem:
-                    raise StoreError(problem)
-                if before != (HEAD_REVISION if target == "heads" else target):
-                    command.upgrade(_alembic_config(connection), target)
-                if is_sqlite:
-                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
-                    if broken:
-                        raise StoreError(
-                            f"migrating {safe_url(url)} left {len(broken)} broken references; "
-                            "nothing was changed: report this bug"
-                        )
-                after, _ = _read_revision(connection)
-        finally:
-            if is_sqlite:
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
-    return before, after or HEAD_REVISION
-
-
-def schema_revision(url: str | None = None) -> str | None:
-    """The schema revision of the database at ``url`` without changing it (None: no arctui schema yet).
-    A SQLite file that does not exist is not created."""
-    parsed, is_default = _resolve_url(url)
-    path = sqlite_path(parsed) if parsed.get_backend_name() == "sqlite" else None
-    if path is not None and not path.exists():
-        return None
-    engine, parsed = _engine_for(url)
-    try:
-        with translate_errors(parsed), engine.connect() as connection:
-            revision, tables = _read_revision(connection)
-        problem = _schema_problem(revision, tables, parsed)
-        if problem:
-            raise StoreError(problem)
-        return revision
-    finally:
-        engine.dispose()
-
-
-def upgrade(url: str | None = None, revision: str = "heads") -> tuple[str | None, str]:
-    """Migrate the database at ``url`` (created if new) to ``revision``; returns (from, to)."""
-    engine, parsed = _engine_for(url)
-    try:
-        moved = _migrate(engine, parsed, revision)
-        with translate_errors(parsed):
-            ensure_wal(engine)
-        return moved
-    finally:
-        engine.dispose()
-
-
-# ----------------------------------------------------------------------------------- row conversion
-
-
-@lru_cache(maxsize=4096)
-def _json_tuple(text: str | None) -> tuple:
-    """A JSON list column as a tuple; cached because thousands of runs share the same few values."""
-    if not text or text == "[]":
-        return ()
-    return tuple(json.loads(text))
-
-
-# Column positions of the runs table: rows are read as plain tuples (``select(runs)`` keeps this order).
-_COL = {column.name: i for i, column in enumerate(runs.columns)}
-_RUN_PLAIN = tuple(
-    (field, _COL[field])
-    for field in (
-        "id", "name", "status", "model", "encoder", "msl", "batch_size", "per_device_batch", "learning_rate",
-        "lora_r", "gpus", "host", "supervisor_pid", "pgid", "exit_code", "output_dir", "log_path", "last_error",
-    )
-)  # fmt: skip
-_SUMMARY_PLAIN = tuple(
-    (field, _COL[field])
-    for field in (
-        "last_step", "max_steps", "loss", "min_loss", "final_loss", "eval_loss", "accuracy", "seconds_per_step",
-        "tokens_per_second", "peak_vram_gb",
-    )
-)  # fmt: skip
-_NEW = object.__new__
-
-
-def _run_from_row(row) -> Run:
-    """A Run from a runs-table row (tuple or Row). Filled through ``__dict__``: a frozen dataclass's
-    ``__init__`` pays an ``object.__setattr__`` per field, which dominates a 10,000-run listing."""
-    c = _COL
-    run = _NEW(Run)
-    d = run.__dict__
-    for field, i in _RUN_PLAIN:
-        d[field] = row[i]
-    d["gpu_ids"] = _json_tuple(row[c["gpu_ids"]])
-    d["datasets"] = _json_tuple(row[c["datasets"]])
-    d["tags"] = _json_tuple(row[c["tags"]])
-    d["notes"] = row[c["notes"]] or ""
-    d["_created"] = row[c["created_at"]]
-    d["_started"] = row[c["started_at"]]
-    d["_ended"] = row[c["ended_at"]]
-    d["events_cursor"] = row[c["events_cursor"]] or 0
-    d["_config_json"] = row[c["config_json"]] or "{}"
-    return run
-
-
-def _without_gc(build):
-    """Run ``build()`` with the cyclic garbage collector paused. Building 20,000 records next to a list
-    of 10,000 fetched rows otherwise triggers collections that rescan every one of them (half the cost
-    of a large listing); these records hold no reference cycles."""
-    if not gc.isenabled():
-        return build()
-    gc.disable()
-    try:
-        return build()
-    finally:
-        gc.enable()
-
-
-def _summary_from_row(row) -> RunSummary:
-    summary = _NEW(RunSummary)
-    d = summary.__dict__
-    d["run"] = _run_from_row(row)
-    for field, i in _SUMMARY_PLAIN:
-        d[field] = row[i]
-    d["points"] = row[_COL["points"]] or 0
-    d["_updated"] = row[_COL["updated_at"]]
-    return summary
-
-
-def _stats_from_row(row) -> MetricStats:
-    return MetricStats(
-        key=row.key, count=row.count, latest=row.latest, latest_step=row.latest_step, min=row.min, max=row.max
-    )
-
-
-def _gpu_from_row(row) -> GpuSample:
-    return GpuSample(
-        gpu_index=row.gpu_index,
-        gpu_name=row.gpu_name,
-        time=row.time,
-        memory_used_mb=row.memory_used_mb,
-        memory_total_mb=row.memory_total_mb,
-        utilization_pct=row.utilization_pct,
-        power_w=row.power_w,
-        run_id=row.run_id,
-    )
-
-
-def _event_from_row(row) -> RunEvent:
-    return RunEvent(
-        run_id=row.run_id, seq=row.seq, time=row.time, kind=row.kind, step=row.step, data=json.loads(row.data_json)
-    )
-
-
-def _eval_from_row(row) -> EvalResult:
-    return EvalResult(
-        run_id=row.run_id,
-        step=row.step,
-        dataset=row.dataset,
-        metric=row.metric,
-        value=row.value,
-        predictions_path=row.predictions_path,
-        created_at=utc_datetime(row.created_at),
-    )
-
-
-# ------------------------------------------------------------------------------------ value checks
-
-
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name.isdigit():
-        raise StoreError(
-            f"run name {name!r} must be 1-100 letters, digits or ._-+:@ and not only digits: choose another"
-        )
-    return name
-
-
-def _check_tags(tags: Any) -> list[str]:
-    if isinstance(tags, str):
-        tags = [tags]
-    out: list[str] = []
-    for tag in tags or ():
-        if not isinstance(tag, str) or not TAG_RE.fullmatch(tag):
-            raise StoreError(f"tag {tag!r} must be 1-64 letters, digits or ._-+:@/: rename it")
-        if tag not in out:
-            out.append(tag)
-    return out
-
-
-def _check_int(field: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise StoreError(f"{field} must be an integer, got {value!r}")
-    return value
-
-
-def _check_float(field: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise StoreError(f"{field} must be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise StoreError(f"{field} must be a number, got {value!r}") from None
-
-
-def _dumps(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"{what} must be JSON-serialisable data ({exc}): pass plain values") from None
-
-
-def _column_values(fields: dict[str, Any]) -> dict[str, Any]:
-    """Validate user-facing field values and convert them to column values."""
-    values: dict[str, Any] = {}
-    for field, value in fields.items():
-        if field == "name":
-            values["name"] = _check_name(value)
-        elif field == "tags":
-            values["tags"] = _dumps(_check_tags(value), "tags")
-        elif field == "gpu_ids":
-            ids = [_check_int("gpu_ids", v) for v in (value or ())]
-            values["gpu_ids"] = _dumps(ids, "gpu_ids")
-        elif field == "datasets":
-            if isinstance(value, str):
-                value = [value]
-            names = [n for n in map(dataset_name, value or ()) if n]
-            values["datasets"] = _dumps(names, "datasets")
-        elif field == "config":
-            if not isinstance(value, dict):
-                raise StoreError(f"config must be a dict, got {type(value).__name__}")
-            values["config_json"] = _dumps(value, "config")
-        elif field in INT_FIELDS:
-            values[field] = _check_int(field, value)
-        elif field == "learning_rate":
-            values[field] = _check_float(field, value)
-        elif field in TEXT_FIELDS:
-            values[field] = None if value is None else str(value)
-            if field == "notes" and value is None:
-                values[field] = ""
-        else:  # pragma: no cover - callers pass only known fields
-            raise StoreError(f"unknown run field {field!r}")
-    return values
-
-
-def _median(sorted_values: Sequence[float]) -> float:
-    n = len(sorted_values)
-    mid = n // 2
-    return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
-
-
-def downsample(points: Sequence[tuple], max_points: int) -> list[tuple]:
-    """At most ``max_points`` of ``points`` (tuples whose [1] is the value, in step order): the first and
-    last points always, and per bucket of consecutive points its min and its max, in step order. Spikes
-    survive downsampling, which plain striding would drop. Per-bucket work is C-level min/max/index."""
-    n = len(points)
-    if n <= max_points:
-        return list(points)
-    if max_points < 4:
-        return [points[0], points[-1]][:max_points]
-    values = list(map(itemgetter(1), points))
-    buckets = (max_points - 2) // 2
-    size = (n - 2) / buckets
-    out = [points[0]]
-    for b in range(buckets):
-        start, end = 1 + int(b * size), 1 + int((b + 1) * size)
-        if start >= end:
-            continue
-        chunk = values[start:end]
-        low = start + chunk.index(min(chunk))
-        high = start + chunk.index(max(chunk))
-        if low == high:
-            out.append(points[low])
-        elif low < high:
-            out += (points[low], points[high])
-        else:
-            out += (points[high], points[low])
-    out.append(points[-1])
-    return out
-
-
-def _slow_point(p: Any) -> tuple | None:
-    """Validate one point given in any accepted form; None for a NaN/inf value (a diverged loss)."""
-    if type(p) is MetricPoint:
-        key, step, value, wall = p.key, p.step, p.value, p.wall_time
-    else:
-        try:
-            if len(p) == 4:
-                key, step, value, wall = p
-            else:
-                (key, step, value), wall = p, None
-        except (TypeError, ValueError):
-            raise StoreError(f"a metric point is (key, step, value[, wall_time]), got {p!r}") from None
-    if type(key) is not str:
-        raise StoreError(f"metric key must be a string, got {key!r}")
-    if type(step) is not int:
-        raise StoreError(f"metric step must be an integer, got {step!r} for {key}")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise StoreError(f"metric value must be a number, got {value!r} for {key} at step {step}")
-    if wall is not None and (isinstance(wall, bool) or not isinstance(wall, int | float)):
-        raise StoreError(f"metric wall_time must be Unix seconds or None, got {wall!r} for {key}")
-    value = float(value)
-    if not math.isfinite(value):
-        return None
-    return (key, step, value, None if wall is None else float(wall))
-
-
-def _point_tuples(points: Iterable[MetricPoint | tuple]) -> list[tuple[str, int, float, float | None]]:
-    """Validated (key, step, value, wall_time) tuples; NaN/inf values are dropped. Well-typed 4-tuples
-    pass through without a copy (the fast path of a 100k points/s ingest); keys are checked per key by
-    :class:`_PointBatch`."""
-    rows = []
-    append = rows.append
-    for p in points:
-        if type(p) is tuple and len(p) == 4:
-            key, step, value, wall = p
-            # value - value is 0.0 for finite floats and NaN for NaN/inf.
-            if (
-                type(key) is str and type(step) is int and type(value) is float and value - value == 0.0
-                and (wall is None or type(wall) is float)
-            ):  # fmt: skip
-                append(p)
-                continue
-        row = _slow_point(p)
-        if row is not None:
-            append(row)
-    return rows
-
-
-_KEY, _STEP, _VALUE = itemgetter(0), itemgetter(1), itemgetter(2)
-
-
-class _PointBatch:
-    """A batch of validated points and its per-key figures, computed before the write lock is taken
-    (C-level sort, min and max; no per-point Python work). Counts assume no point is stored already;
-    the insert's row count tells when that was wrong, and the store then recounts those keys."""
-
-    def __init__(self, run_id: int, rows: list[tuple]) -> None:
-        self.run_id = run_id
-        self.rows = rows
-        self.stats: dict[str, tuple] = {}  # key -> (count, latest, top step, min, max)
-        for key, group in groupby(sorted(rows, key=_KEY), _KEY):  # stable: a key's points keep their order
-            if not key or len(key) > 100:
-                raise StoreError(f"metric key must be 1-100 characters, got {key!r}")
-            points = list(group)
-            steps = list(map(_STEP, points))
-            values = list(map(_VALUE, points))
-            top = max(steps)
-            # The first point of a repeated step is the one stored (ON CONFLICT DO NOTHING).
-            self.stats[key] = (len(points), values[steps.index(top)], top, min(values), max(values))
-        self.top_step = max((s[2] for s in self.stats.values()), default=0)
-        self.params = [(run_id, k, s, v, w) for k, s, v, w in rows]  # driver rows, in POINT_COLUMNS order
-
-
-def _finite(value: Any) -> float | None:
-    """A float for a JSON number that is finite (NaN/inf losses are dropped, not stored)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
 
 class _Compiled:
     """A statement compiled once for the store's dialect and run through ``exec_driver_sql``: the hot
@@ -588,7 +139,9 @@ class _Compiled:
         connection.exec_driver_sql(self.sql, [self.params(v) for v in rows])
 
 
-STAT_COLUMNS = ("count", "latest", "latest_step", "min", "max")
+STAT_COLUMNS = ("count", "latest", "latest_step", "min", "max", "total")
+# Keys whose batches keep their points in value order: the median moves through them.
+ORDERED_KEYS = frozenset({SECONDS_PER_STEP_KEY})
 POINT_COLUMNS = ("run_id", "key", "step", "value", "wall_time")
 
 
@@ -604,7 +157,12 @@ class _HotStatements:
             dialect,
         )
         self.stats = _Compiled(
-            select(metric_stats.c.key, *(metric_stats.c[c] for c in STAT_COLUMNS)).where(
+            select(
+                metric_stats.c.key,
+                *(metric_stats.c[c] for c in STAT_COLUMNS),
+                metric_stats.c.middle_value,
+                metric_stats.c.middle_step,
+            ).where(
                 metric_stats.c.run_id == b("run_id")
             ),
             dialect,
@@ -616,6 +174,7 @@ class _HotStatements:
                 func.max(metric_points.c.step).label("top"),
                 func.min(metric_points.c.value).label("low"),
                 func.max(metric_points.c.value).label("high"),
+                func.sum(metric_points.c.value).label("total"),
             ).where(*points_of_key),
             dialect,
         )
@@ -632,11 +191,52 @@ class _HotStatements:
             .values({c: b(f"v_{c}") for c in STAT_COLUMNS}),
             dialect,
         )
-        self.recent_values = _Compiled(
-            select(metric_points.c.value)
-            .where(metric_points.c.run_id == b("run_id"), metric_points.c.key == b("key"))
-            .order_by(metric_points.c.step.desc())
-            .limit(MEDIAN_WINDOW),
+        # The speed summary (db.summary): the first (warm-up) point of a key, and the middle values of
+        # the seconds-per-step points after it. The key is a literal so that the partial index
+        # ix_metric_points_speed (run_id, value, step) serves the ORDER BY value .. OFFSET walk.
+        self.first_point = _Compiled(
+            select(metric_points.c.step, metric_points.c.value)
+            .where(*points_of_key)
+            .order_by(metric_points.c.step)
+            .limit(1),
+            dialect,
+        )
+        # Points of the median's series after its warm-up point, in (value, step) order: from the start
+        # (middle_from_start), or from a known middle point forwards or backwards (a seek, then a short
+        # walk: the middle moves by at most half a batch).
+        counted = (
+            metric_points.c.run_id == b("run_id"),
+            metric_points.c.key == literal_column(f"'{SECONDS_PER_STEP_KEY}'"),
+            metric_points.c.step > b("after_step"),
+        )
+        position = tuple_(metric_points.c.value, metric_points.c.step)
+        middle = tuple_(b("middle_value"), b("middle_step"))
+        value_step = select(metric_points.c.value, metric_points.c.step)
+        self.middle_from_start = _Compiled(
+            value_step.where(*counted)
+            .order_by(metric_points.c.value, metric_points.c.step)
+            .limit(b("take"))
+            .offset(b("offset")),
+            dialect,
+        )
+        self.middle_forward = _Compiled(
+            value_step.where(*counted, position > middle)
+            .order_by(metric_points.c.value, metric_points.c.step)
+            .limit(b("take"))
+            .offset(b("offset")),
+            dialect,
+        )
+        self.middle_backward = _Compiled(
+            value_step.where(*counted, position < middle)
+            .order_by(metric_points.c.value.desc(), metric_points.c.step.desc())
+            .limit(1)
+            .offset(b("offset")),
+            dialect,
+        )
+        self.set_middle = _Compiled(
+            update(metric_stats)
+            .where(metric_stats.c.run_id == b("b_run_id"), metric_stats.c.key == b("b_key"))
+            .values(middle_value=b("v_middle_value"), middle_step=b("v_middle_step")),
             dialect,
         )
         keep = {  # a NULL parameter keeps the stored value
@@ -681,26 +281,7 @@ class RunStore:
     def open(cls, url: str | None = None, *, upgrade: bool = False) -> RunStore:
         """Open (and, when new, create) the store at ``url`` (None: ``runner.paths.default_db_url()``).
         An out-of-date schema is refused with the command that upgrades it, unless ``upgrade``."""
-        engine, parsed = _engine_for(url)
-        try:
-            with translate_errors(parsed), engine.connect() as connection:
-                revision, tables = _read_revision(connection)
-                connection.rollback()
-            problem = _schema_problem(revision, tables, parsed)
-            if problem:
-                raise StoreError(problem)
-            if revision != HEAD_REVISION:
-                if revision is not None and not upgrade:
-                    raise StoreError(
-                        f"database {safe_url(parsed)} is at revision {revision}, this arctui needs "
-                        f"{HEAD_REVISION}: run `arctui db upgrade`"
-                    )
-                _migrate(engine, parsed)
-            with translate_errors(parsed):
-                ensure_wal(engine)
-        except BaseException:
-            engine.dispose()
-            raise
+        engine, parsed = open_engine(url, upgrade=upgrade)
         return cls(engine, parsed)
 
     def close(self) -> None:
@@ -810,9 +391,9 @@ class RunStore:
         fields.update({k: v for k, v in explicit.items() if v is not None})
         fields.update(tags=list(tags or ()), notes=notes, host=host, output_dir=output_dir, log_path=log_path)
         fields["config"] = config
-        values = _column_values(fields)
+        values = column_values(fields)
         if name is not None:
-            values["name"] = _check_name(name)
+            values["name"] = check_name(name)
         now = time.time()
         values.update(status=status, created_at=now, points=0, events_cursor=0, gpu_ids="[]")
         if status == "running":
@@ -829,7 +410,7 @@ class RunStore:
                     n += 1
                     auto = f"run-{run_id}-{n}"
                 connection.execute(update(runs).where(runs.c.id == run_id).values(name=auto))
-            return _run_from_row(self._run_row(connection, run_id))
+            return run_from_row(self._run_row(connection, run_id))
 
     def _refuse_taken_name(self, connection: Connection, name: str, run_id: int | None = None) -> None:
         taken = connection.execute(select(runs.c.id).where(runs.c.name == name)).scalar()
@@ -839,20 +420,20 @@ class RunStore:
     def get_run(self, ref: int | str) -> Run:
         """The run with this id or name (UnknownRunError with a did-you-mean otherwise)."""
         with self._transaction() as connection:
-            return _run_from_row(self._run_row(connection, self._run_id(connection, ref)))
+            return run_from_row(self._run_row(connection, self._run_id(connection, ref)))
 
     def get_summary(self, ref: int | str) -> RunSummary:
         with self._transaction() as connection:
-            return _summary_from_row(self._run_row(connection, self._run_id(connection, ref)))
+            return summary_from_row(self._run_row(connection, self._run_id(connection, ref)))
 
     def run_detail(self, ref: int | str, events: int = 20) -> RunDetail:
         """Summary, per-key statistics, recent events, checkpoints, evaluations and latest GPU readings."""
         with self._transaction() as connection:
             run_id = self._run_id(connection, ref)
-            summary = _summary_from_row(self._run_row(connection, run_id))
+            summary = summary_from_row(self._run_row(connection, run_id))
             stats = self._metric_stats(connection, run_id)
             recent = self._recent_events(connection, run_id, events, None) if events > 0 else []
-            checkpoints = self._recent_events(connection, run_id, None, ["checkpoint"])[::-1]
+            checkpoints = self._recent_events(connection, run_id, None, [CHECKPOINT_KIND])[::-1]
             evals = self._eval_results(connection, run_id)
             gpu = self._latest_gpu_samples(connection, run_id)
         return RunDetail(summary, stats, recent, checkpoints, evals, gpu)
@@ -868,14 +449,14 @@ class RunStore:
             raise StoreError(
                 f"unknown run field '{unknown[0]}'{hint}; fields: {', '.join(sorted(UPDATABLE_FIELDS))}"
             )
-        values = _column_values(fields)
+        values = column_values(fields)
         with self._transaction(write=True) as connection:
             run_id = self._run_id(connection, ref, lock=True)
             if "name" in values:
                 self._refuse_taken_name(connection, values["name"], run_id)
             if values:
                 connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
-            return _run_from_row(self._run_row(connection, run_id))
+            return run_from_row(self._run_row(connection, run_id))
 
     def set_status(
         self, ref: int | str, status: str, *, exit_code: int | None = None, error: str | None = None
@@ -885,7 +466,7 @@ class RunStore:
             close = difflib.get_close_matches(str(status), RUN_STATUSES, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise StoreError(f"unknown status {status!r}{hint}; statuses: {', '.join(RUN_STATUSES)}")
-        exit_code = _check_int("exit_code", exit_code)
+        exit_code = check_int("exit_code", exit_code)
         with self._transaction(write=True) as connection:
             run_id = self._run_id(connection, ref, lock=True)
             row = self._run_row(connection, run_id)
@@ -914,7 +495,7 @@ class RunStore:
             if values:
                 connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
                 row = self._run_row(connection, run_id)
-            return _run_from_row(row)
+            return run_from_row(row)
 
     def delete_run(self, ref: int | str) -> None:
         """Delete a run and everything it owns (refused while it is queued or running)."""
@@ -933,7 +514,7 @@ class RunStore:
             rows = connection.execute(
                 select(runs).where(runs.c.status.in_(ACTIVE_STATUSES)).order_by(runs.c.id)
             )
-            return [_run_from_row(r) for r in rows]
+            return [run_from_row(r) for r in rows]
 
     def runs_holding_gpus(self) -> list[Run]:
         """Running runs that hold GPUs (``gpu_ids`` set), oldest first."""
@@ -941,7 +522,7 @@ class RunStore:
             rows = connection.execute(
                 select(runs).where(runs.c.status == "running", runs.c.gpu_ids != "[]").order_by(runs.c.id)
             )
-            return [_run_from_row(r) for r in rows]
+            return [run_from_row(r) for r in rows]
 
     # ---------------------------------------------------------------------------- listing / compare
 
@@ -967,9 +548,9 @@ class RunStore:
             stmt = stmt.limit(limit)
         with self._transaction() as connection:
             result = connection.execute(stmt)
-            rows = _without_gc(result.cursor.fetchall)  # plain driver tuples: no column needs converting
+            rows = without_gc(result.cursor.fetchall)  # plain driver tuples: no column needs converting
             result.close()
-        return _without_gc(lambda: [_summary_from_row(r) for r in rows])
+        return without_gc(lambda: [summary_from_row(r) for r in rows])
 
     def compare(self, refs: Sequence[int | str]) -> Comparison:
         """Several runs side by side, in the order given."""
@@ -977,7 +558,7 @@ class RunStore:
             raise StoreError("compare needs at least one run")
         with self._transaction() as connection:
             ids = [self._run_id(connection, ref) for ref in refs]
-            summaries = [_summary_from_row(self._run_row(connection, i)) for i in ids]
+            summaries = [summary_from_row(self._run_row(connection, i)) for i in ids]
             stats = [self._metric_stats(connection, i) for i in ids]
         configs = [s.run.config for s in summaries]
         keys = sorted({k for c in configs for k in c})
@@ -995,27 +576,27 @@ class RunStore:
     def append_metrics(self, ref: int | str, points: Iterable[MetricPoint | tuple]) -> int:
         """Insert a batch of metric points; (run, key, step) duplicates are ignored. Returns how many
         were new. The run's summary is updated in the same transaction."""
-        rows = _without_gc(lambda: _point_tuples(points))
+        rows = without_gc(lambda: point_tuples(points))
         if not rows:
             return 0
         run_id = ref if type(ref) is int else self._resolve_id(ref)
         # Everything that does not need the database is prepared before taking the write lock, so two
         # writers overlap this work instead of queueing for it.
-        batch = _without_gc(lambda: _PointBatch(run_id, rows))
+        batch = without_gc(lambda: PointBatch(run_id, rows, ORDERED_KEYS))
         with self._transaction(write=True) as connection:
             locked = self._hot.lock_run.execute(connection, {"run_id": run_id}).first()
             if locked is None:
                 raise UnknownRunError(f"no run with id {run_id}: list runs with `arctui runs`")
-            return _without_gc(lambda: self._insert_batch(connection, batch, locked))
+            return without_gc(lambda: self._insert_batch(connection, batch, locked))
 
     def _resolve_id(self, ref: int | str) -> int:
         with self._transaction() as connection:
             return self._run_id(connection, ref)
 
     def _insert_points(self, connection: Connection, run_id: int, rows: list[tuple]) -> int:
-        return self._insert_batch(connection, _PointBatch(run_id, rows)) if rows else 0
+        return self._insert_batch(connection, PointBatch(run_id, rows, ORDERED_KEYS)) if rows else 0
 
-    def _insert_batch(self, connection: Connection, batch: _PointBatch, locked=None) -> int:
+    def _insert_batch(self, connection: Connection, batch: PointBatch, locked=None) -> int:
         """Insert ``batch`` (duplicates of stored points are skipped by the database), update per-key
         statistics and the run summary. The caller holds the run's write lock."""
         hot, run_id = self._hot, batch.run_id
@@ -1028,25 +609,29 @@ class RunStore:
                 hot.insert_points.sql, [hot.insert_points.params(dict(zip(POINT_COLUMNS, p, strict=True))) for p in batch.params]
             )
         inserted = result.rowcount
-        old_stats = {r.key: r for r in hot.stats.execute(connection, {"run_id": run_id}) if r.key in batch.stats}
-        merged: dict[str, list] = {}  # key -> [count, latest, latest_step, min, max]
+        if inserted == 0:
+            return 0
+        stored = {r.key: r for r in hot.stats.execute(connection, {"run_id": run_id})}
+        old_stats = {k: r for k, r in stored.items() if k in batch.stats}
+        merged: dict[str, list] = {}  # key -> [count, latest, latest_step, min, max, total]
         if inserted == len(batch.rows):  # every point was new: merge the batch's figures
-            for key, (count, latest, top, low, high) in batch.stats.items():
+            for key, (count, latest, top, low, high, total) in batch.stats.items():
                 old = old_stats.get(key)
                 if old is None:
-                    merged[key] = [count, latest, top, low, high]
+                    merged[key] = [count, latest, top, low, high, total]
                 else:
                     newest = (latest, top) if top >= old.latest_step else (old.latest, old.latest_step)
-                    merged[key] = [old.count + count, *newest, min(old.min, low), max(old.max, high)]
+                    merged[key] = [
+                        old.count + count, *newest, min(old.min, low), max(old.max, high), (old.total or 0.0) + total
+                    ]
         else:  # a re-send: some points were stored already, so recount the batch's keys from the table
-            if inserted == 0:
-                return 0
             for key in batch.stats:
                 row = hot.key_stats.execute(connection, {"run_id": run_id, "key": key}).one()
                 if row.count:
                     latest = hot.value_at.execute(connection, {"run_id": run_id, "key": key, "step": row.top}).scalar()
-                    merged[key] = [row.count, latest, row.top, row.low, row.high]
-        self._update_stats(connection, run_id, merged, old_stats, inserted, batch.top_step, locked)
+                    merged[key] = [row.count, latest, row.top, row.low, row.high, row.total]
+        fresh = inserted == len(batch.rows)
+        self._update_stats(connection, run_id, merged, stored, inserted, batch.top_step, locked, batch if fresh else None)
         return inserted
 
     def _update_stats(
@@ -1054,31 +639,36 @@ class RunStore:
         connection: Connection,
         run_id: int,
         merged: dict[str, list],
-        old_stats: dict,
+        stored: dict,
         added: int,
         top_step: int,
         locked=None,
+        fresh: PointBatch | None = None,
     ) -> None:
-        """Write the merged per-key statistics and the run's summary columns. ``locked`` is the run's
-        summary row when the caller already read it under the write lock."""
+        """Write the merged per-key statistics and the run's summary columns. ``stored`` holds the run's
+        statistics rows as they were before this batch; ``locked`` is the run's summary row when the
+        caller already read it under the write lock; ``fresh`` is the batch when all its points were new."""
         hot = self._hot
         inserts = [
-            {"run_id": run_id, "key": k, **dict(zip(STAT_COLUMNS, s, strict=True))} for k, s in merged.items() if k not in old_stats
+            {"run_id": run_id, "key": k, **dict(zip(STAT_COLUMNS, s, strict=True))} for k, s in merged.items() if k not in stored
         ]
         updates = [
             {"b_run_id": run_id, "b_key": k, **{f"v_{c}": v for c, v in zip(STAT_COLUMNS, s, strict=True)}}
             for k, s in merged.items()
-            if k in old_stats
+            if k in stored
         ]
         if inserts:
             hot.insert_stats.execute_many(connection, inserts)
         if updates:
             hot.update_stats.execute_many(connection, updates)
         summary = locked if locked is not None else hot.lock_run.execute(connection, {"run_id": run_id}).one()
-        vram = [s[4] for k, s in merged.items() if k.startswith(PEAK_MEMORY_PREFIX)]
+        vram = [s[4] for k, s in merged.items() if k.startswith(PEAK_VRAM_PREFIX)]
         if summary.peak_vram_gb is not None:
             vram.append(summary.peak_vram_gb)
-        latest = {k: merged[k][1] for k in ("loss", "eval_loss", "tokens_per_second") if k in merged}
+        speed = (None, None)
+        if not SPEED_KEYS.isdisjoint(merged):
+            counts = {k: merged[k] if k in merged else stored.get(k) for k in SPEED_KEYS}
+            speed = self._speed(connection, run_id, counts, stored.get(SECONDS_PER_STEP_KEY), fresh)
         hot.update_summary.execute(
             connection,
             {
@@ -1087,23 +677,89 @@ class RunStore:
                 "v_updated_at": time.time(),
                 "v_last_step": top_step if summary.last_step is None else max(summary.last_step, top_step),
                 "v_peak_vram_gb": max(vram) if vram else None,
-                "v_loss": latest.get("loss"),
-                "v_min_loss": merged["loss"][3] if "loss" in merged else None,
-                "v_eval_loss": latest.get("eval_loss"),
-                "v_tokens_per_second": latest.get("tokens_per_second"),
-                "v_seconds_per_step": (
-                    self._recent_median(connection, run_id, "seconds_per_step") if "seconds_per_step" in merged else None
-                ),
+                "v_loss": merged[LOSS_KEY][1] if LOSS_KEY in merged else None,
+                "v_min_loss": merged[LOSS_KEY][3] if LOSS_KEY in merged else None,
+                "v_eval_loss": merged[EVAL_LOSS_KEY][1] if EVAL_LOSS_KEY in merged else None,
+                "v_seconds_per_step": speed[0],
+                "v_tokens_per_second": speed[1],
             },
         )
 
-    def _recent_median(self, connection: Connection, run_id: int, key: str) -> float | None:
-        """Median of the latest MEDIAN_WINDOW points of ``key`` (a primary-key range read, no sort of
-        the whole series): the current speed, robust to warm-up steps and evaluation pauses."""
-        result = self._hot.recent_values.execute(connection, {"run_id": run_id, "key": key})
-        values = [r[0] for r in result.cursor.fetchall()]
-        result.close()
-        return _median(sorted(values)) if values else None
+    def _speed(
+        self, connection: Connection, run_id: int, stats: dict, old_per_step, fresh: PointBatch | None
+    ) -> tuple[float | None, float | None]:
+        """(seconds_per_step, tokens_per_second) as :mod:`db.summary` defines them, from the per-key
+        statistics of the speed keys (a list or a stats row each, None when absent) plus index reads:
+        the warm-up point of each key (primary key) and the middle of the seconds_per_step points
+        (partial index ix_metric_points_speed): no scan of the series. ``old_per_step`` is the
+        seconds_per_step statistics row before this batch, ``fresh`` the batch when all of it was new."""
+        hot = self._hot
+
+        def figures(key: str) -> tuple[int, float, int, float] | None:  # (count, total, first step, first value)
+            row = stats.get(key)
+            if row is None:
+                return None
+            count, total = (row[0], row[5]) if isinstance(row, list) else (row.count, row.total)
+            first = hot.first_point.execute(connection, {"run_id": run_id, "key": key}).one()
+            return count, total or 0.0, first[0], first[1]
+
+        seconds_per_step = None
+        per_step = figures(SECONDS_PER_STEP_KEY)
+        if per_step is not None:
+            count, _, first_step, first_value = per_step
+            if count == 1:
+                seconds_per_step = first_value
+            else:
+                seconds_per_step = self._median(connection, run_id, count - 1, first_step, old_per_step, fresh)
+        tokens_per_second = None
+        seconds, tokens = figures(WINDOW_SECONDS_KEY), figures(WINDOW_TOKENS_KEY)
+        if seconds is not None and tokens is not None:
+            time_total = seconds[1] - (seconds[3] if seconds[0] > 1 else 0.0)
+            token_total = tokens[1] - (tokens[3] if tokens[0] > 1 else 0.0)
+            if time_total > 0:
+                tokens_per_second = token_total / time_total
+        return seconds_per_step, tokens_per_second
+
+    def _median(
+        self, connection: Connection, run_id: int, counted: int, first_step: int, old, fresh: PointBatch | None
+    ) -> float:
+        """Median of the ``counted`` seconds_per_step points after ``first_step`` (the warm-up point),
+        and the new lower middle point stored for the next batch. When the warm-up point and the old
+        middle are still valid (every point of the batch new and after the warm-up step), the middle
+        moves from where it was: by the batch points below it and half the batch, a seek and a walk
+        of at most half a batch. Otherwise it is found by a walk from the lowest value."""
+        hot, params = self._hot, {"run_id": run_id, "after_step": first_step}
+        target = (counted - 1) // 2  # rank of the lower middle point among the counted points
+        added = fresh.ordered.get(SECONDS_PER_STEP_KEY) if fresh is not None else None
+        middle = None
+        if (
+            added
+            and old is not None
+            and old.middle_step is not None
+            and old.count >= 2
+            and old.count + len(added) == counted + 1
+            and min(step for _, step in added) > first_step
+        ):
+            known = (old.middle_value, old.middle_step)
+            rank = (old.count - 2) // 2 + bisect_left(added, known)  # the old middle's rank now
+            params.update(middle_value=known[0], middle_step=known[1])
+            if target > rank:
+                middle = hot.middle_forward.execute(connection, {**params, "offset": target - rank - 1, "take": 1}).one()
+            elif target < rank:
+                middle = hot.middle_backward.execute(connection, {**params, "offset": rank - target - 1}).one()
+            else:
+                middle = known
+        if middle is None:
+            middle = hot.middle_from_start.execute(connection, {**params, "offset": target, "take": 1}).one()
+        hot.set_middle.execute(
+            connection,
+            {"b_run_id": run_id, "b_key": SECONDS_PER_STEP_KEY, "v_middle_value": middle[0], "v_middle_step": middle[1]},
+        )
+        if counted % 2:
+            return middle[0]
+        params.update(middle_value=middle[0], middle_step=middle[1])
+        upper = hot.middle_forward.execute(connection, {**params, "offset": 0, "take": 1}).one()
+        return (middle[0] + upper[0]) / 2
 
     def metric_keys(self, ref: int | str) -> list[str]:
         """The metric keys this run has points for, sorted."""
@@ -1119,7 +775,7 @@ class RunStore:
         rows = connection.execute(
             select(metric_stats).where(metric_stats.c.run_id == run_id).order_by(metric_stats.c.key)
         )
-        return {r.key: _stats_from_row(r) for r in rows}
+        return {r.key: stats_from_row(r) for r in rows}
 
     def metric_series(self, ref: int | str, key: str, max_points: int = 2000) -> list[SeriesPoint]:
         """The points of one metric in step order, downsampled to at most ``max_points`` (keeping the
@@ -1132,7 +788,7 @@ class RunStore:
             result = connection.exec_driver_sql(
                 self._hot.series.sql, self._hot.series.params({"run_id": run_id, "key": key})
             )
-            rows = _without_gc(result.cursor.fetchall)
+            rows = without_gc(result.cursor.fetchall)
             result.close()
         return [SeriesPoint(s, v, w) for s, v, w in downsample(rows, max_points)]
 
@@ -1141,93 +797,72 @@ class RunStore:
     def ingest_events(self, ref: int | str, events: Sequence[dict]) -> int:
         """Store runner events exactly once (skipping seq <= the run's cursor): metric points, kept
         events, evaluations, summary and cursor in one transaction. Returns how many events were new.
-        Status is not changed here: the supervisor calls set_status."""
-        checked: list[tuple[int, dict]] = []
-        for event in events:
-            if not isinstance(event, dict):
-                raise StoreError(f"an event must be a dict, got {type(event).__name__}")
-            seq = event.get("seq")
-            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-                raise StoreError(f"event without a positive integer seq: {str(event)[:80]}")
-            checked.append((seq, event))
-        checked.sort(key=lambda item: item[0])
+        Status is not changed here: the supervisor calls set_status. What each event kind becomes is
+        :mod:`db.ingest`'s business; this stores its records."""
+        from db.ingest import translate
+
+        return self.ingest_records(ref, translate(events))
+
+    def ingest_records(self, ref: int | str, records: Sequence[EventRecords]) -> int:
+        """Store sequenced input records exactly once: those whose ``seq`` is above the run's cursor
+        (the first of a repeated seq wins), in ``seq`` order, then move the cursor to the highest
+        stored ``seq``. Points, kept events, evaluations, run fields and cursor are one transaction
+        under the run's write lock. Returns how many records were new."""
+        for record in records:
+            if not isinstance(record, EventRecords):
+                raise StoreError(f"ingest_records takes EventRecords, got {type(record).__name__}")
+            if isinstance(record.seq, bool) or not isinstance(record.seq, int) or record.seq < 1:
+                raise StoreError(f"record without a positive integer seq: {record.seq!r}")
+            unknown = set(record.run_fields) - RECORD_RUN_FIELDS
+            if unknown:
+                raise StoreError(f"records cannot set run field(s) {', '.join(sorted(unknown))}")
+        ordered = sorted(records, key=lambda record: record.seq)
         with self._transaction(write=True) as connection:
             run_id = self._run_id(connection, ref, lock=True)
             cursor = connection.execute(select(runs.c.events_cursor).where(runs.c.id == run_id)).scalar() or 0
-            fresh: list[dict] = []
-            seen: set[int] = set()
-            for seq, event in checked:
-                if seq > cursor and seq not in seen:
-                    seen.add(seq)
-                    fresh.append(event)
+            fresh: list[EventRecords] = []
+            for record in ordered:
+                if record.seq > cursor and (not fresh or record.seq != fresh[-1].seq):
+                    fresh.append(record)
             if not fresh:
                 return 0
-            self._apply_events(connection, run_id, fresh)
-            connection.execute(update(runs).where(runs.c.id == run_id).values(events_cursor=fresh[-1]["seq"]))
+            self._apply_records(connection, run_id, fresh)
+            connection.execute(update(runs).where(runs.c.id == run_id).values(events_cursor=fresh[-1].seq))
             return len(fresh)
 
-    def _apply_events(self, connection: Connection, run_id: int, events: list[dict]) -> None:
+    def _apply_records(self, connection: Connection, run_id: int, records: list[EventRecords]) -> None:
         points: list[tuple] = []
         kept: list[dict[str, Any]] = []
         run_values: dict[str, Any] = {}
-        evals: list[dict] = []
-        for event in events:
-            kind = event.get("event")
-            wall = _finite(event.get("time"))
-            step = event.get("step") if isinstance(event.get("step"), int) else None
-            if kind == "step" and step is not None:
-                for key in STEP_METRICS:
-                    value = _finite(event.get(key))
-                    if value is not None:
-                        points.append((key, step, value, wall))
-                peak = event.get("peak_memory_gb")
-                if isinstance(peak, dict):
-                    for device, gb in peak.items():
-                        value = _finite(gb)
-                        if value is not None:
-                            points.append((f"{PEAK_MEMORY_PREFIX}{device}", step, value, wall))
-            elif kind == "eval" and step is not None:
-                for key in EVAL_METRICS:
-                    value = _finite(event.get(key))
-                    if value is not None:
-                        points.append((key, step, value, wall))
-            if kind in ("start", "step") and isinstance(event.get("max_steps"), int):
-                run_values["max_steps"] = event["max_steps"]
-            if kind == "end":
-                if _finite(event.get("train_loss")) is not None:
-                    run_values["final_loss"] = float(event["train_loss"])
-                if _finite(event.get("eval_loss")) is not None:
-                    run_values["eval_loss"] = float(event["eval_loss"])
-            elif kind == "error":
-                message = f"{event.get('type') or 'Error'}: {event.get('message') or ''}".strip()
-                run_values["last_error"] = message.splitlines()[0] if message else "Error"
-            elif kind == "eval_result" and isinstance(event.get("metrics"), dict):
-                evals.append(event)
-            if kind in KEPT_EVENT_KINDS:
+        evals: list[EvalRecord] = []
+        for record in records:
+            points += record.points
+            run_values.update(record.run_fields)
+            evals += record.evals
+            if record.kept is not None:
                 kept.append(
                     {
                         "run_id": run_id,
-                        "seq": event["seq"],
-                        "time": wall if wall is not None else time.time(),
-                        "kind": kind,
-                        "step": step,
-                        "data_json": json.dumps(event, ensure_ascii=False, default=str),
+                        "seq": record.seq,
+                        "time": record.time,
+                        "kind": record.kept.kind,
+                        "step": record.kept.step,
+                        "data_json": json.dumps(record.kept.data, ensure_ascii=False, default=str),
                     }
                 )
-        self._insert_points(connection, run_id, points)
+        self._insert_points(connection, run_id, point_tuples(points))
         if kept:
             connection.execute(self._insert_ignore(run_events), kept)
-        for event in evals:
-            self._record_eval(
-                connection,
-                run_id,
-                event.get("step") if isinstance(event.get("step"), int) else 0,
-                str(event.get("dataset") or "eval"),
-                event["metrics"],
-                event.get("predictions_path"),
-            )
+        for item in evals:
+            self._record_eval(connection, run_id, item.step, item.dataset, item.metrics, item.predictions_path)
         if run_values:
-            connection.execute(update(runs).where(runs.c.id == run_id).values(**run_values))
+            values = {
+                field: check_int(field, value) if field == "max_steps"
+                else (None if value is None else str(value)) if field == "last_error"
+                else check_float(field, value)
+                for field, value in run_values.items()
+            }  # fmt: skip
+            connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
     def recent_events(
         self, ref: int | str, limit: int | None = 20, kinds: Iterable[str] | None = None
@@ -1243,11 +878,11 @@ class RunStore:
         stmt = stmt.order_by(run_events.c.seq.desc())
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [_event_from_row(r) for r in connection.execute(stmt)]
+        return [event_from_row(r) for r in connection.execute(stmt)]
 
     def checkpoints(self, ref: int | str) -> list[RunEvent]:
         """The run's checkpoint events, oldest first."""
-        return self.recent_events(ref, limit=None, kinds=["checkpoint"])[::-1]
+        return self.recent_events(ref, limit=None, kinds=[CHECKPOINT_KIND])[::-1]
 
     # --------------------------------------------------------------------------------------- GPUs
 
@@ -1287,7 +922,7 @@ class RunStore:
             stmt = stmt.order_by(gpu_samples.c.time.desc(), gpu_samples.c.id.desc())
             if limit is not None:
                 stmt = stmt.limit(limit)
-            return [_gpu_from_row(r) for r in connection.execute(stmt)][::-1]
+            return [gpu_from_row(r) for r in connection.execute(stmt)][::-1]
 
     def latest_gpu_samples(self, ref: int | str | None = None) -> list[GpuSample]:
         """The latest reading of each GPU (of one run, or of all GPUs when ``ref`` is None)."""
@@ -1305,7 +940,7 @@ class RunStore:
             .join(inner, gpu_samples.c.id == inner.c.last_id)
             .order_by(gpu_samples.c.gpu_index)
         )
-        return [_gpu_from_row(r) for r in connection.execute(stmt)]
+        return [gpu_from_row(r) for r in connection.execute(stmt)]
 
     # -------------------------------------------------------------------------------- evaluations
 
@@ -1323,7 +958,7 @@ class RunStore:
             return self._record_eval(connection, run_id, step, dataset, metrics, predictions_path)
 
     def _record_eval(self, connection, run_id, step, dataset, metrics, predictions_path) -> list[EvalResult]:
-        step = _check_int("step", step)
+        step = check_int("step", step)
         if step is None:
             raise StoreError("record_eval needs the checkpoint step")
         if not isinstance(dataset, str) or not dataset:
@@ -1333,7 +968,7 @@ class RunStore:
         now = time.time()
         rows = []
         for metric, value in metrics.items():
-            number = _finite(value)
+            number = finite(value)
             if number is None:
                 continue  # e.g. a nested dict or a missing value: not a scalar metric
             rows.append(
@@ -1351,7 +986,7 @@ class RunStore:
             )
             accuracy = connection.execute(
                 select(eval_results.c.value)
-                .where(eval_results.c.run_id == run_id, eval_results.c.metric == "accuracy")
+                .where(eval_results.c.run_id == run_id, eval_results.c.metric == ACCURACY_METRIC)
                 .order_by(eval_results.c.step.desc(), eval_results.c.created_at.desc(), eval_results.c.id.desc())
                 .limit(1)
             ).scalar()
@@ -1362,7 +997,7 @@ class RunStore:
             .where(eval_results.c.run_id == run_id, eval_results.c.step == step, eval_results.c.dataset == dataset)
             .order_by(eval_results.c.metric)
         )
-        return [_eval_from_row(r) for r in stored]
+        return [eval_from_row(r) for r in stored]
 
     def eval_results(self, ref: int | str) -> list[EvalResult]:
         """All evaluation results of a run, by step, data set and metric."""
@@ -1375,5 +1010,5 @@ class RunStore:
             .where(eval_results.c.run_id == run_id)
             .order_by(eval_results.c.step, eval_results.c.dataset, eval_results.c.metric)
         )
-        return [_eval_from_row(r) for r in rows]
+        return [eval_from_row(r) for r in rows]
 

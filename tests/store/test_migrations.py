@@ -74,6 +74,48 @@ def test_create_at_revision_1_then_upgrade_keeps_the_data(store_url):
     engine.dispose()
 
 
+def test_revision_3_recomputes_old_speed_summaries(store_url):
+    """A run stored at revision 0002 (latest tokens/s, median of recent s/step, no window figures) gets
+    window points back-filled from its step gaps and both speed figures recomputed as defined now."""
+    upgrade(store_url, "0002")
+    engine = create_engine(store_url)
+    sps = {10: 9.0, 20: 1.0, 30: 2.0, 35: 4.0}  # the last window is 5 steps long
+    tps = {10: 100.0, 20: 1000.0, 30: 1000.0, 35: 200.0}
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO runs (name, status, config_json, gpu_ids, datasets, tags, notes, created_at, points, "
+                 "seconds_per_step, tokens_per_second) VALUES ('old', 'completed', '{}', '[]', '[]', '[]', '', 1.0, "
+                 "8, 2.0, 200.0)")  # fmt: skip
+        )
+        run_id = connection.execute(text("SELECT id FROM runs WHERE name = 'old'")).scalar()
+        for key, values in (("seconds_per_step", sps), ("tokens_per_second", tps)):
+            connection.execute(
+                text("INSERT INTO metric_points (run_id, key, step, value, wall_time) VALUES (:r, :k, :s, :v, 5.0)"),
+                [{"r": run_id, "k": key, "s": s, "v": v} for s, v in values.items()],
+            )
+            connection.execute(
+                text("INSERT INTO metric_stats (run_id, key, count, latest, latest_step, min, max) "
+                     "VALUES (:r, :k, 4, :latest, 35, :low, :high)"),  # fmt: skip
+                {"r": run_id, "k": key, "latest": values[35], "low": min(values.values()), "high": max(values.values())},
+            )
+    engine.dispose()
+    upgrade(store_url)
+    with RunStore.open(store_url) as store:
+        summary = store.get_summary("old")
+        assert summary.seconds_per_step == 2.0  # median of 1, 2, 4: the warm-up 9 is left out
+        seconds = {20: 10.0, 30: 20.0, 35: 20.0}
+        assert summary.tokens_per_second == pytest.approx(sum(tps[s] * t for s, t in seconds.items()) / 50.0)
+        assert summary.points == 16
+        stats = store.metric_stats("old")
+        assert stats["window_seconds"].count == 4 and stats["window_seconds"].max == 90.0
+        # New windows keep the figures current from where the back-fill left them.
+        store.ingest_events("old", [{"seq": 1, "time": 6.0, "event": "step", "step": 45, "seconds_per_step": 3.0,
+                                     "tokens_per_second": 500.0, "window_seconds": 30.0, "window_tokens": 15000}])
+        summary = store.get_summary("old")
+        assert summary.seconds_per_step == 2.5
+        assert summary.tokens_per_second == pytest.approx((sum(tps[s] * t for s, t in seconds.items()) + 15000) / 80.0)
+
+
 def test_models_match_the_migrations(store_url):
     RunStore.open(store_url).close()
     engine = create_engine(store_url)

@@ -211,11 +211,15 @@ def test_append_metrics_rejects_bad_points_and_drops_non_finite_values(store):
     assert store.append_metrics(run.id, [("loss", 1, float("nan")), ("loss", 2, float("inf")), ("loss", 3, 1.0)]) == 1
 
 
-def test_median_seconds_per_step_and_peak_vram(store):
+def test_median_seconds_per_step_without_warm_up_and_peak_vram(store):
     run = store.create_run({})
-    store.append_metrics(run.id, [("seconds_per_step", i, v) for i, v in enumerate([9.0, 1.0, 3.0])])
-    assert store.get_summary(run.id).seconds_per_step == 3.0
+    store.append_metrics(run.id, [("seconds_per_step", 0, 9.0)])
+    assert store.get_summary(run.id).seconds_per_step == 9.0  # the only window counts
+    store.append_metrics(run.id, [("seconds_per_step", i, v) for i, v in [(1, 1.0), (2, 3.0)]])
+    assert store.get_summary(run.id).seconds_per_step == 2.0  # median of 1, 3: the warm-up 9 is left out
     store.append_metrics(run.id, [("seconds_per_step", 3, 2.0)])
+    assert store.get_summary(run.id).seconds_per_step == 2.0
+    store.append_metrics(run.id, [("seconds_per_step", 4, 8.0)])
     assert store.get_summary(run.id).seconds_per_step == 2.5
     store.append_metrics(run.id, [("peak_memory_gb/0", 1, 7.0), ("peak_memory_gb/1", 1, 21.0)])
     store.append_metrics(run.id, [("peak_memory_gb/0", 2, 6.0)])
@@ -253,12 +257,16 @@ def test_ingest_events_is_exactly_once_and_fills_the_summary(store):
     assert summary.max_steps == 100 and summary.last_step == 100 and summary.progress == 1.0
     assert summary.loss == pytest.approx(0.2) and summary.min_loss == pytest.approx(0.2)
     assert summary.final_loss == 0.25 and summary.eval_loss == 0.6
-    assert summary.seconds_per_step == 5.5  # median of 1..10
-    assert summary.peak_vram_gb == 11.0 and summary.tokens_per_second == 1100.0
+    assert summary.seconds_per_step == 6.0  # median of 2..10: the warm-up window (1) is left out
+    # Windows of 10 steps at i s/step and 1000 + 10 i tokens/s: tokens / time over windows 2..10.
+    tokens = sum((1000.0 + 10 * i) * 10 * i for i in range(2, 11))
+    assert summary.tokens_per_second == pytest.approx(tokens / sum(10 * i for i in range(2, 11)))
+    assert summary.peak_vram_gb == 11.0
     assert summary.run.status == "queued"  # ingestion never changes status
     keys = store.metric_keys(run.id)
     assert {"loss", "learning_rate", "grad_norm", "seconds_per_step", "tokens_per_second", "samples_per_second",
-            "padding_share", "peak_memory_gb/0", "peak_memory_gb/1", "eval_loss", "eval_seconds"} == set(keys)  # fmt: skip
+            "padding_share", "peak_memory_gb/0", "peak_memory_gb/1", "eval_loss", "eval_seconds", "window_seconds",
+            "window_tokens"} == set(keys)  # fmt: skip
     assert all(s.count == (1 if k.startswith("eval") else 10) for k, s in store.metric_stats(run.id).items())
     kinds = [e.kind for e in store.recent_events(run.id, limit=None)]
     assert kinds == ["end", "checkpoint", "eval", "start"]  # newest first; step/eval_progress not kept
