@@ -5,7 +5,9 @@ the run folder, ``eval-<step>-<dataset>/`` (``submission.json``, ``predictions.j
 ``metrics.json``, ``events.jsonl``, ``eval.log``). This command follows its event stream, shows the
 progress, and records the ``eval_result`` metrics with ``RunStore.record_eval`` for the run, step and
 data set, where ``arctui runs``, ``show``, ``compare`` and the TUI read them. Ctrl-C stops the
-evaluation (SIGTERM to its process group).
+evaluation (SIGTERM to its process group). The work is
+:func:`arctui.supervisor.evaluation.evaluate_run`, the same function that evaluates a run after
+training (``eval_after_training: true``).
 
     arctui eval RUN [--checkpoint STEP|latest] [--data REF] [--max-tasks N] [--predictions-per-task N]
                     [--temperature T] [--max-new-tokens N] [--batch-size B]
@@ -14,23 +16,8 @@ evaluation (SIGTERM to its process group).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
-from arctui.supervisor.evaluation import (
-    SUMMARY_METRICS,
-    EvalOptions,
-    build_command,
-    dataset_and_version,
-    eval_dir,
-    last_error,
-    limit_tasks,
-    record_result,
-    select_weights,
-)
 from runner.cli_args import non_negative_float, positive_int
 from runner.errors import UserError
 
@@ -65,65 +52,41 @@ def register(subparsers) -> None:
 
 
 def eval_command(args) -> int:
+    # Imported here: every command module is imported to build the parser, and `arctui runs` should
+    # not pay for the evaluation code.
     from arctui.supervisor import open_store
-    from arctui.supervisor.tail import EventTailer
+    from arctui.supervisor.evaluation import SUMMARY_METRICS, EvalOptions, EvalRequest, evaluate_run
+
+    request = EvalRequest(
+        checkpoint=args.checkpoint, data=args.data, prompt_version=args.prompt_version, max_tasks=args.max_tasks,
+        options=EvalOptions(predictions_per_task=args.predictions_per_task, temperature=args.temperature,
+                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                            max_seq_len=args.max_seq_len, device=args.device),
+    )
+
+    def started(plan, pid: int) -> None:
+        if not args.quiet:
+            what = plan.weights.adapter_path or plan.weights.model_path
+            print(f"evaluating run {run.name} step {plan.weights.step} ({what}) on {plan.dataset_name}",
+                  file=sys.stderr)
+
+    def progress(event: dict) -> None:
+        if event.get("event") == "eval_progress" and not args.quiet:
+            rate = event.get("predictions_per_second") or 0.0
+            print(f"  {event.get('done')}/{event.get('total')} predictions, {rate:.2f}/s", file=sys.stderr)
 
     with open_store(args.db, quiet=True) as store:
         run = store.get_run(args.run)
-        summary = store.get_summary(run.id)
-        weights = select_weights(run, args.checkpoint, summary.last_step)
-        data, prompt_version = dataset_and_version(run, args.data, args.prompt_version)
-        out_dir = eval_dir(run, weights.step, data)
-        events_path = out_dir / "events.jsonl"
-        if events_path.exists():
-            events_path.unlink()  # a rerun replaces the previous evaluation of this step and data set
-        log_path = out_dir / "eval.log"
-        options = EvalOptions(predictions_per_task=args.predictions_per_task, temperature=args.temperature,
-                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                              max_seq_len=args.max_seq_len, device=args.device)
-        dataset_name = data
-        if args.max_tasks:
-            data, dataset_name = limit_tasks(data, args.max_tasks, out_dir)
-        cmd = build_command(run, weights, data, prompt_version, out_dir, options, dataset_name=dataset_name)
-        if not args.quiet:
-            what = weights.adapter_path or weights.model_path
-            print(f"evaluating run {run.name} step {weights.step} ({what}) on {dataset_name}", file=sys.stderr)
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        tailer = EventTailer(events_path)
-        seen: list[dict] = []
-        result = None
-        interrupted = False
         try:
-            while True:
-                finished = process.poll() is not None
-                for event in tailer.read():
-                    seen.append(event)
-                    if event.get("event") == "eval_progress" and not args.quiet:
-                        rate = event.get("predictions_per_second") or 0.0
-                        print(f"  {event.get('done')}/{event.get('total')} predictions, {rate:.2f}/s",
-                              file=sys.stderr)
-                    elif event.get("event") == "eval_result":
-                        result = event
-                        record_result(store, run.id, event)
-                if finished:
-                    break
-                time.sleep(0.2)
+            outcome = evaluate_run(store, run, request, last_step=store.get_summary(run.id).last_step,
+                                   on_start=started, on_event=progress)
         except KeyboardInterrupt:
-            interrupted = True
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            process.wait()
-        if interrupted:
             print("arctui: evaluation stopped", file=sys.stderr)
             return 130
-        if process.returncode != 0 or result is None:
-            raise UserError(
-                f"evaluation of run {run.name} failed (exit {process.returncode}): "
-                f"{last_error(seen, log_path)}; see {log_path}"
-            )
+    failure = outcome.failure()
+    if failure is not None:
+        raise UserError(f"evaluation of run {run.name} failed {failure}")
+    result = outcome.result
     metrics = result["metrics"]
     print(json.dumps({"run": run.name, "step": result["step"], "dataset": result["dataset"],
                       **{k: metrics[k] for k in SUMMARY_METRICS if k in metrics},

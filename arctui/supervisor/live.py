@@ -89,7 +89,8 @@ class _Interrupts:
 
 def watch_run(store, run_id: int, *, db_url: str | None, poll: float = 0.5, out=None) -> int:
     """Show the run until it ends; Ctrl-C stops it (twice: kills). Returns the run's exit code."""
-    from arctui.supervisor.launch import recover_if_orphaned, stop_run
+    from arctui.supervisor.launch import stop_run
+    from arctui.supervisor.recovery import recover_if_orphaned
 
     out = out or sys.stdout
     interrupts = _Interrupts()

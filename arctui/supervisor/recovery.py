@@ -17,10 +17,10 @@ import socket
 import time
 from datetime import UTC
 
-from arctui.supervisor.launch import spawn_supervisor
+from arctui.supervisor.outcome import StreamState, finish, ingest
 from arctui.supervisor.process import group_alive
 from arctui.supervisor.runfolder import RunFolder
-from arctui.supervisor.supervise import StreamState, finish, ingest
+from arctui.supervisor.spawn import spawn_supervisor
 from arctui.supervisor.tail import EventTailer
 
 # A queued run without a supervisor yet is left alone this long (launch is between create and spawn).
@@ -57,6 +57,8 @@ def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None)
         if run.host and run.host != host:
             continue
         if run.supervisor_pid is None and run.status == "queued":
+            if run.study_id is not None:
+                continue  # waits in its study's queue; arctui.studies.scheduler starts it when a slot frees
             created = run.created_at.replace(tzinfo=run.created_at.tzinfo or UTC).timestamp()
             if now - created < LAUNCH_GRACE_SECONDS:
                 continue
@@ -77,3 +79,9 @@ def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None)
         finally:
             os.close(fd)
     return actions
+
+
+def recover_if_orphaned(store, run, db_url: str | None) -> None:
+    """Run recovery for this one run when it is active and its supervisor lock is free."""
+    if run.status in ("queued", "running") and not RunFolder.of(run).supervisor_alive():
+        recover_orphans(store, db_url, only=[run.id])

@@ -15,23 +15,23 @@ what it finds in the store:
   code and last error lines, and exits;
 - with ``eval_after_training: true`` and a completed training, first evaluates the final weights
   (``python -m runner.evaluate`` in its own process group, which becomes the run's pgid) and records
-  the metrics with ``RunStore.record_eval``; the run stays ``running`` until then.
+  the metrics with ``RunStore.record_eval``; the run stays ``running`` until then. That is
+  :func:`arctui.supervisor.evaluation.evaluate_run`, the code of ``arctui eval``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+from arctui.supervisor.outcome import StreamState, final_status, finish, ingest, log
 from arctui.supervisor.process import (
     describe_exit,
     free_port,
@@ -39,110 +39,16 @@ from arctui.supervisor.process import (
     normalize_returncode,
     signal_group,
 )
-from arctui.supervisor.runfolder import RunFolder, tail_lines
-from arctui.supervisor.tail import EventTailer, batches
+from arctui.supervisor.runfolder import RunFolder
+from arctui.supervisor.spawn import start_group
+from arctui.supervisor.tail import EventTailer
 
 POLL_SECONDS = 0.2  # event-to-store latency is at most about this plus one transaction
 GPU_SAMPLE_SECONDS = 5.0
-BATCH_EVENTS = 500
 # Once the launcher has exited and the runner has written its `end` event, members left in the
 # training process group (a stuck data worker, a child a user's code spawned) get this long to exit
 # before the group is killed: a run must never stay "running" behind a process that does no work.
 LINGER_AFTER_END_SECONDS = 30.0
-# "fine_tuning: error: ..." (a UserError) or the last line of a Python traceback.
-ERROR_LINE = re.compile(r"^(\w+: error: .+|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*)$")
-FINAL_STATUSES_FROM_RUNNER = ("completed", "stopped", "failed")
-
-
-@dataclass
-class StreamState:
-    """What the event stream said about the current session (since its last ``start``)."""
-
-    start: dict | None = None
-    end: dict | None = None
-    error: dict | None = None
-    ingested: int = 0
-    latencies: list[float] = field(default_factory=list)
-
-    def observe(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            self.start, self.end, self.error = event, None, None
-        elif kind == "end":
-            self.end = event
-        elif kind == "error":
-            self.error = event
-
-
-def error_text(state: StreamState, folder: RunFolder, code: int | None, lines: int = 12) -> str:
-    """The error event if the runner wrote one, else the last lines of the training log."""
-    if state.error:
-        head = f"{state.error.get('type', 'Error')}: {state.error.get('message', '')}".strip()
-        tb = [str(x) for x in (state.error.get("traceback") or [])][-lines:]
-        return "\n".join([head, *tb]) if tb else head
-    tail = tail_lines(folder.log_file, 60)
-    # accelerate's launcher re-raises the worker's exit as its own traceback, which buries the
-    # runner's one-line "fine_tuning: error: ..." message: keep the log up to that traceback.
-    for i in range(len(tail) - 1, -1, -1):
-        if tail[i].startswith("Traceback") and any("accelerate/commands/launch.py" in x for x in tail[i:]):
-            tail = tail[:i]
-            break
-    head = next((x for x in reversed(tail) if ERROR_LINE.match(x)), None)
-    shown = tail[-lines:]
-    return "\n".join([head or describe_exit(code), *(x for x in shown if x != head)])
-
-
-def final_status(state: StreamState, code: int | None, stop_request: str | None) -> str:
-    """Decide a finished run's status from the ``end`` event, the exit code and any stop request."""
-    if state.end and state.end.get("status") in FINAL_STATUSES_FROM_RUNNER:
-        return state.end["status"]
-    if code == 0:
-        return "completed"
-    if stop_request:
-        return "stopped"
-    if code is None:
-        return "crashed"
-    return "failed"
-
-
-def ingest(store, run_id: int, tailer: EventTailer, state: StreamState) -> int:
-    """Move every complete new event of the file into the store; returns how many were new."""
-    events = tailer.read_all()
-    new = 0
-    for chunk in batches(events, BATCH_EVENTS):
-        new += store.ingest_events(run_id, chunk)
-        now = time.time()
-        for event in chunk:
-            state.observe(event)
-            if isinstance(event.get("time"), int | float):
-                state.latencies.append(now - event["time"])
-    state.ingested += new
-    return new
-
-
-def finish(store, run_id: int, folder: RunFolder, state: StreamState, code: int | None,
-           *, attached: bool = False, note: str | None = None) -> str:
-    """Record the final status of a run whose training processes are all gone. ``note`` becomes the
-    last error of a completed run (an evaluation after training that failed or was stopped)."""
-    from db.errors import IllegalTransitionError
-
-    status = final_status(state, code, folder.stop_request())
-    error = note if status == "completed" else None
-    if status == "failed":
-        error = error_text(state, folder, code)
-    elif status == "crashed":
-        why = "the training process ended while no supervisor watched it" if attached else \
-            "the supervisor and the training process are gone"
-        error = f"{why} and left no end event; " + error_text(state, folder, code)
-    try:
-        store.set_status(run_id, status, exit_code=code, error=error)
-    except IllegalTransitionError as exc:
-        log(f"could not record {status}: {exc}")
-    return status
-
-
-def log(message: str) -> None:
-    print(time.strftime("%Y-%m-%d %H:%M:%S"), message, flush=True)
 
 
 class Supervisor:
@@ -173,7 +79,7 @@ class Supervisor:
             return 0
         if run.status == "running":
             ingest(self.store, self.run_id, self.tailer, self.state)
-            status = finish(self.store, self.run_id, self.folder, self.state, run.exit_code, attached=True)
+            status = finish(self.store, self.run_id, self.folder, self.state, run.exit_code, attached=True, log=log)
             log(f"training process already gone; recorded {status}")
             return 0
         log(f"run is {run.status}; nothing to supervise")
@@ -214,7 +120,7 @@ class Supervisor:
 
     # -- training process --------------------------------------------------------------------
     def training_command(self, cfg, gpu_ids) -> list[str]:
-        from arctui.supervisor.launch import resolve_config
+        from arctui.supervisor.resolve import resolve_config
 
         cfg = resolve_config(cfg)  # re-checks paths; a resumed run's files may have moved
         argv = cfg.runner_argv(
@@ -242,20 +148,8 @@ class Supervisor:
 
     def spawn(self, cmd: list[str], gpu_ids) -> subprocess.Popen:
         """Start ``cmd`` in its own session on the run's GPUs, its output appended to ``train.log``."""
-        from arctui.supervisor.launch import REPO_ROOT
-
-        env = dict(os.environ)
-        env.pop("ARCTUI_DB", None)  # the runner knows nothing of the store
-        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         self.folder.create()
-        with open(self.folder.log_file, "ab") as out:
-            out.write(f"\n$ {' '.join(cmd)}\n".encode())
-            out.flush()
-            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=env, cwd=str(self.folder.root))
+        return start_group(cmd, self.folder.log_file, gpu_ids=tuple(gpu_ids), cwd=self.folder.root)
 
     # -- watching ------------------------------------------------------------------------------
     def open_sampler(self, gpu_ids) -> None:
@@ -335,7 +229,7 @@ class Supervisor:
         if final_status(self.state, code, self.folder.stop_request()) == "completed":
             note = self.evaluate_after_training(gpu_ids)
         status = finish(self.store, self.run_id, self.folder, self.state, code, attached=popen is None,
-                        note=note)
+                        note=note, log=log)
         wall = time.monotonic() - started
         lat = sorted(self.state.latencies)
         lat_text = (f"event-to-store latency p50 {lat[len(lat) // 2] * 1000:.0f} ms, "
@@ -374,78 +268,45 @@ class Supervisor:
         return note
 
     def _run_evaluation(self, run, cfg, gpu_ids) -> str | None:
-        from arctui.supervisor.evaluation import (
-            EvalOptions,
-            build_command,
-            dataset_and_version,
-            eval_dir,
-            last_error,
-            limit_tasks,
-            record_result,
-            select_weights,
-            summary,
-        )
+        """``arctui eval RUN --checkpoint latest`` with the config's ``eval:`` options, the same code
+        (:func:`arctui.supervisor.evaluation.evaluate_run`), supervised like training."""
+        from arctui.supervisor.evaluation import EvalRequest, evaluate_run, summary
 
         if self.folder.stop_request():
             return "evaluation after training skipped: a stop was requested"
-        options = cfg.eval_options
         last_step = self.state.end.get("step") if self.state.end else None
         if not isinstance(last_step, int):
             last_step = self.store.get_summary(self.run_id).last_step
-        weights = select_weights(run, "latest", last_step)
-        data, prompt_version = dataset_and_version(run, options["data"], options["prompt_version"])
-        out_dir = eval_dir(run, weights.step, data)
-        events_path = out_dir / "events.jsonl"
-        if events_path.exists():
-            events_path.unlink()  # a re-attached supervisor evaluates again from scratch
-        dataset_name = data
-        if options["max_tasks"]:
-            data, dataset_name = limit_tasks(data, options["max_tasks"], out_dir)
         device = "cuda" if gpu_ids else "cpu"
-        cmd = build_command(run, weights, data, prompt_version, out_dir,
-                            EvalOptions.from_config(options, device=device), dataset_name=dataset_name)
-        popen = self.spawn(cmd, gpu_ids)
-        self.store.update_run(self.run_id, pgid=popen.pid)
-        log(f"evaluation after training: pid {popen.pid} (process group {popen.pid}), step {weights.step}, "
-            f"{dataset_name}, {options['predictions_per_task']} predictions per task on {device}")
-        tailer = EventTailer(events_path)
-        seen: list[dict] = []
-        result = None
-        signalled = False
-        code: int | None = None
+        request = EvalRequest.from_config(cfg.eval_options, device=device)
         next_gpu = 0.0
-        while True:
-            for event in tailer.read():
-                seen.append(event)
-                if event.get("event") == "eval_result":
-                    record_result(self.store, self.run_id, event)
-                    result = event
+
+        def started(plan, pid: int) -> None:
+            self.store.update_run(self.run_id, pgid=pid)
+            log(f"evaluation after training: pid {pid} (process group {pid}), step {plan.weights.step}, "
+                f"{plan.dataset_name}, {request.options.predictions_per_task} predictions per task on {device}")
+
+        def tick() -> bool:
+            nonlocal next_gpu
             now = time.monotonic()
             if now >= next_gpu:
                 self.sample_gpus()
                 next_gpu = now + self.gpu_every
-            if not signalled and self.folder.stop_request():
-                # `arctui stop` may have signalled the training group just after it ended
-                signal_group(popen.pid, signal.SIGTERM)
-                signalled = True
-            if code is None and popen.poll() is not None:
-                code = normalize_returncode(popen.returncode)
-            if code is not None and not group_alive(popen.pid):
-                break
-            time.sleep(self.poll)
-        for event in tailer.read():
-            seen.append(event)
-            if event.get("event") == "eval_result" and result is None:
-                record_result(self.store, self.run_id, event)
-                result = event
-        if result is not None:
+            # `arctui stop` may have signalled the training group just after it ended
+            return self.folder.stop_request() is not None
+
+        self.folder.create()
+        outcome = evaluate_run(self.store, run, request, last_step=last_step, log_path=self.folder.log_file,
+                               gpu_ids=tuple(gpu_ids), on_start=started, tick=tick, poll=self.poll)
+        failure = outcome.failure()
+        if failure is None:
+            result = outcome.result
             log(f"evaluation recorded at step {result['step']} on {result['dataset']}: "
                 f"{summary(result.get('metrics') or {})}")
             return None
-        if self.folder.stop_request():
-            return f"evaluation after training stopped ({describe_exit(code)}); the training completed"
-        return (f"evaluation after training failed ({describe_exit(code)}): "
-                f"{last_error(seen, self.folder.log_file)}; see {self.folder.log_file}")
+        if outcome.stopped:
+            return f"evaluation after training stopped ({describe_exit(outcome.exit_code)}); the training completed"
+        return f"evaluation after training failed {failure}"
 
 
 def _cpu_seconds() -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -94,8 +95,10 @@ def wait_until(predicate, timeout: float = 300, poll: float = 0.2, what: str = "
 
 
 def file_events(run_dir: Path) -> list[dict]:
-    path = run_dir / "events.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The complete events of a run's events.jsonl (a line still being written is left out)."""
+    text = (run_dir / "events.jsonl").read_text()
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def last_step(env: Env, run_id: int) -> int:
@@ -137,3 +140,36 @@ def assert_points_match_file(env: Env, run_id: int) -> list[int]:
     assert stored == sorted(set(file_steps)), (stored, file_steps)
     assert run.events_cursor == max(e["seq"] for e in events)
     return stored
+
+
+# -- runs left "running" by a supervisor that died (recovery tests, here and in tests/app) ---------
+START = {"seq": 1, "time": 0.0, "event": "start", "max_steps": 10, "start_step": 0}
+
+
+def running_run(store, name: str, pgid: int, events: list[dict], log: str = "", host=None):
+    """A run of this host recorded as running under a dead supervisor (pid 999999) and process group
+    ``pgid``, with ``events`` in its events file and ``log`` as its log; returns (run id, RunFolder)."""
+    from arctui.supervisor.runfolder import RunFolder
+
+    run = store.create_run({"name": name, "gpus": "cpu"}, name=name, host=host or socket.gethostname())
+    folder = RunFolder.for_run(run.id, name)
+    folder.create()
+    folder.events_file.write_text("".join(json.dumps(e) + "\n" for e in events))
+    folder.log_file.write_text(log)
+    store.update_run(run.id, log_path=str(folder.log_file), output_dir=str(folder.output_dir),
+                     supervisor_pid=999999, pgid=pgid)
+    store.set_status(run.id, "running")
+    return run.id, folder
+
+
+def dead_group() -> int:
+    """The id of a process group that existed and is gone."""
+    proc = subprocess.Popen(["true"], start_new_session=True)
+    proc.wait()
+    return proc.pid
+
+
+def steps(n: int, start_seq: int = 2) -> list[dict]:
+    """``n`` step events numbered from ``start_seq``."""
+    return [{"seq": start_seq + i, "time": time.time(), "event": "step", "step": i + 1, "max_steps": 10,
+             "loss": 1.0, "seconds_per_step": 0.5} for i in range(n)]

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
+from arctui.supervisor.process import group_alive
+from arctui.supervisor.runfolder import RunFolder
 from tests.supervisor.helpers import (
     assert_points_match_file,
     file_events,
@@ -101,7 +102,12 @@ def test_kill_9_of_the_supervisor_is_recovered_then_a_dead_run_becomes_crashed(t
     run = get_run(env, run_id)
     os.kill(run.supervisor_pid, signal.SIGKILL)
     killed_at = last_step(env, run_id)
-    time.sleep(1.5)  # training goes on unwatched; its events pile up in the file
+    folder = RunFolder.of(run)
+    # The kernel frees the run's lock once the supervisor is really gone; training goes on unwatched
+    # and its events pile up in the file.
+    wait_until(lambda: not folder.supervisor_alive(), what="the killed supervisor's lock to be free")
+    wait_until(lambda: max((e["step"] for e in file_events(folder.root) if e["event"] == "step"), default=0)
+               > killed_at + 1, what="unwatched steps in the events file")
     proc = env.arctui("runs", check=True)
     assert f"run {run_id}" in proc.stderr and "re-attached" in proc.stderr
     wait_until(lambda: last_step(env, run_id) > killed_at + 1, what="the new supervisor ingesting")
@@ -113,8 +119,8 @@ def test_kill_9_of_the_supervisor_is_recovered_then_a_dead_run_becomes_crashed(t
     # Now both the supervisor and the training die: the next command records what is known.
     os.kill(new.supervisor_pid, signal.SIGKILL)
     os.killpg(new.pgid, signal.SIGKILL)
-    wait_until(lambda: not os.path.exists(f"/proc/{new.pgid}") or
-               open(f"/proc/{new.pgid}/stat").read().split(") ")[1][0] == "Z", what="training gone")
+    wait_until(lambda: not group_alive(new.pgid), what="training gone")
+    wait_until(lambda: not folder.supervisor_alive(), what="the second supervisor's lock to be free")
     proc = env.arctui("runs", "--format", "json", check=True)
     assert "marked crashed" in proc.stderr
     assert json.loads(proc.stdout)[0]["status"] == "crashed"

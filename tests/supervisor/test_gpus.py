@@ -142,7 +142,7 @@ def test_sampler_without_a_driver_logs_once_and_stops():
     lines: list[str] = []
     received: list = []
     sampler = GpuSampler([0], interval_s=0.01, callback=received.append, log=lines.append).start()
-    sampler._thread.join(timeout=30)
+    sampler._thread.join(timeout=300)
     assert not sampler.running
     assert sampler.available is False
     assert sampler.rounds == 0
@@ -317,7 +317,7 @@ def test_sampler_thread_calls_back_every_round_until_stopped():
 
     sampler = GpuSampler([0, 1], interval_s=0.01, callback=collect, read=reader)
     with sampler:
-        assert three.wait(timeout=30)
+        assert three.wait(timeout=300)
     assert not sampler.running
     taken = len(rounds)
     assert taken >= 3 and sampler.rounds == taken
@@ -331,7 +331,7 @@ def test_stop_wakes_a_sampler_in_its_interval():
     sampler = GpuSampler([0], interval_s=3600, read=RecordedReader(H100)).start()
     while sampler.rounds == 0:
         threading.Event().wait(0.005)
-    sampler.stop(timeout=30)
+    sampler.stop(timeout=300)
     assert not sampler.running
     assert sampler.rounds == 1
 
@@ -349,14 +349,14 @@ def test_sampler_survives_a_failing_callback_and_says_so_once():
 
     sampler = GpuSampler([0], interval_s=0.01, callback=broken, read=RecordedReader(H100), log=lines.append)
     with sampler:
-        assert done.wait(timeout=30)
+        assert done.wait(timeout=300)
     assert lines == ["GPU sample callback failed: OSError: database is locked"]
 
 
 def test_sampler_without_nvml_via_reader_stops_and_sample_raises():
     lines: list[str] = []
     sampler = GpuSampler([0], interval_s=0.01, read=no_driver, log=lines.append).start()
-    sampler._thread.join(timeout=30)
+    sampler._thread.join(timeout=300)
     assert not sampler.running and sampler.available is False and len(lines) == 1
     with pytest.raises(NoGpuError):
         sampler.sample()

@@ -10,10 +10,10 @@ import time
 
 from arctui.supervisor.process import group_alive
 from arctui.supervisor.supervise import Supervisor
-from tests.supervisor.test_recovery import START, env, running_run, steps  # noqa: F401  (env is a fixture)
+from tests.supervisor.helpers import START, running_run, steps
 
 
-def test_a_lingering_group_member_is_killed_after_the_end_event(env, tmp_path):  # noqa: F811
+def test_a_lingering_group_member_is_killed_after_the_end_event(env, tmp_path):
     store, _ = env
     end = {"seq": 4, "time": time.time(), "event": "end", "status": "completed", "step": 2, "train_loss": 0.5}
     run_id, folder = running_run(store, "lingers", 0, [])

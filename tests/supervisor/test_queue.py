@@ -76,12 +76,19 @@ import json, sys, types
 from db.store import RunStore
 from arctui.supervisor.queue import wait_for_gpus
 
+url, run_id, gpus, trace = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def note(what):
+    with open(trace, "a") as fh:
+        fh.write(what + "\\n")
+
 def inventory():
-    with open(sys.argv[3]) as fh:
+    note("polled")  # only the run first in line reads the GPUs
+    with open(gpus) as fh:
         return [types.SimpleNamespace(index=g["index"], memory_used_mb=g["used_mb"]) for g in json.load(fh)]
 
-store = RunStore.open(sys.argv[1])
-print(json.dumps(wait_for_gpus(store, int(sys.argv[2]), 1, inventory=inventory, poll=0.05, log=lambda m: None)),
+store = RunStore.open(url)
+print(json.dumps(wait_for_gpus(store, run_id, 1, inventory=inventory, poll=0.05, log=lambda m: note("queued"))),
       flush=True)
 """
 
@@ -91,32 +98,42 @@ def test_queue_order_holds_across_processes(tmp_path, monkeypatch):
     import json
     import subprocess
     import sys
-    import time
 
     from db.store import RunStore
     from tests.conftest import REPO_ROOT
+    from tests.supervisor.helpers import wait_until
 
     monkeypatch.setenv("ARCTUI_HOME", str(tmp_path / "home"))
     url = f"sqlite:///{tmp_path / 'q.db'}"
     gpus = tmp_path / "gpus.json"
     gpus.write_text(json.dumps([{"index": 0, "used_mb": 40000}]))  # busy with a foreign job
+
+    def trace(run_id: int) -> list[str]:
+        path = tmp_path / f"trace-{run_id}"
+        return path.read_text().split() if path.exists() else []
+
+    def start(run_id: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", WAITER, url, str(run_id), str(gpus),
+                                 str(tmp_path / f"trace-{run_id}")], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+
     with RunStore.open(url) as store:
         older, younger = queued(store, "older"), queued(store, "younger")
-        waiters = {
-            run_id: subprocess.Popen([sys.executable, "-c", WAITER, url, str(run_id), str(gpus)], cwd=REPO_ROOT,
-                                     stdout=subprocess.PIPE, text=True)
-            for run_id in (younger, older)  # the younger one starts polling first
-        }
+        waiters = {}
         try:
-            time.sleep(1.0)
+            waiters[younger] = start(younger)  # the younger one starts polling first
+            wait_until(lambda: "queued" in trace(younger), what="the younger run to wait in the queue")
+            waiters[older] = start(older)
+            wait_until(lambda: trace(older).count("polled") >= 2, what="the older run to find GPU 0 busy twice")
             assert all(w.poll() is None for w in waiters.values())
+            assert "polled" not in trace(younger)  # not first in line: it never even looked at the GPUs
             gpus.write_text(json.dumps([{"index": 0, "used_mb": 0}]))
-            assert json.loads(waiters[older].communicate(timeout=60)[0]) == [0]
+            assert json.loads(waiters[older].communicate(timeout=300)[0]) == [0]
             assert store.get_run(older).status == "running" and store.get_run(younger).status == "queued"
-            time.sleep(0.5)
-            assert waiters[younger].poll() is None  # GPU 0 is held by the older run now
+            # Now first in line, the younger run looks at the GPUs and finds GPU 0 held by the older run.
+            wait_until(lambda: trace(younger).count("polled") >= 2, what="the younger run to poll twice")
+            assert waiters[younger].poll() is None and store.get_run(younger).status == "queued"
             store.set_status(older, "completed", exit_code=0)
-            assert json.loads(waiters[younger].communicate(timeout=60)[0]) == [0]
+            assert json.loads(waiters[younger].communicate(timeout=300)[0]) == [0]
             assert store.get_run(younger).gpu_ids == (0,)
         finally:
             for w in waiters.values():

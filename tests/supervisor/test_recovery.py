@@ -4,52 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 
-import pytest
-
 from arctui.supervisor.recovery import recover_orphans
-from arctui.supervisor.runfolder import RunFolder
-from tests.supervisor.helpers import wait_until
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    from db.store import RunStore
-
-    monkeypatch.setenv("ARCTUI_HOME", str(tmp_path / "home"))
-    url = f"sqlite:///{tmp_path / 'r.db'}"
-    monkeypatch.setenv("ARCTUI_DB", url)
-    with RunStore.open(url) as store:
-        yield store, url
-
-
-def running_run(store, name: str, pgid: int, events: list[dict], log: str = "", host=None):
-    run = store.create_run({"name": name, "gpus": "cpu"}, name=name, host=host or socket.gethostname())
-    folder = RunFolder.for_run(run.id, name)
-    folder.create()
-    folder.events_file.write_text("".join(json.dumps(e) + "\n" for e in events))
-    folder.log_file.write_text(log)
-    store.update_run(run.id, log_path=str(folder.log_file), output_dir=str(folder.output_dir),
-                     supervisor_pid=999999, pgid=pgid)
-    store.set_status(run.id, "running")
-    return run.id, folder
-
-
-def dead_group() -> int:
-    proc = subprocess.Popen(["true"], start_new_session=True)
-    proc.wait()
-    return proc.pid
-
-
-def steps(n: int, start_seq: int = 2) -> list[dict]:
-    return [{"seq": start_seq + i, "time": time.time(), "event": "step", "step": i + 1, "max_steps": 10,
-             "loss": 1.0, "seconds_per_step": 0.5} for i in range(n)]
-
-
-START = {"seq": 1, "time": 0.0, "event": "start", "max_steps": 10, "start_step": 0}
+from tests.supervisor.helpers import START, dead_group, running_run, steps, wait_until
 
 
 def test_dead_run_with_an_end_event_gets_the_runners_status(env):
@@ -89,25 +48,25 @@ def test_leaves_alone_runs_it_must_not_touch(env):
 
 def test_live_training_gets_a_new_supervisor_that_records_the_end(env):
     store, url = env
-    training = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    training = subprocess.Popen(["sleep", "600"], start_new_session=True)  # killed below
     try:
         run_id, folder = running_run(store, "orphan", training.pid, [START, *steps(2)])
         actions = recover_orphans(store, url)
         assert actions == [f"run {run_id} (orphan): supervisor was gone; re-attached to its training process"]
-        wait_until(lambda: store.get_run(run_id).supervisor_pid not in (None, 999999), timeout=30,
+        wait_until(lambda: store.get_run(run_id).supervisor_pid not in (None, 999999),
                    what="the new supervisor")
         assert folder.supervisor_alive()
         assert recover_orphans(store, url) == []  # one supervisor at a time
-        wait_until(lambda: store.get_run(run_id).events_cursor == 3, timeout=30, what="catching up")
+        wait_until(lambda: store.get_run(run_id).events_cursor == 3, what="catching up")
         later = {**steps(3)[2], "seq": 4}  # the training goes on: step 3
         with open(folder.events_file, "a") as fh:
             fh.write(json.dumps(later) + "\n")
         wait_until(lambda: store.get_summary(run_id).last_step == 3 and store.get_run(run_id).events_cursor == 4,
-                   timeout=30, what="ingestion")
+                   what="ingestion")
     finally:
         training.kill()
         training.wait()
-    run = wait_until(lambda: (r := store.get_run(run_id)).status != "running" and r, timeout=30, what="the end")
+    run = wait_until(lambda: (r := store.get_run(run_id)).status != "running" and r, what="the end")
     assert run.status == "crashed"
     assert "ended while no supervisor watched it" in run.last_error
     assert "re-attaching" in folder.supervisor_log.read_text()
