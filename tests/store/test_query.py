@@ -183,6 +183,8 @@ def test_every_field_and_alias_compiles(fleet):
             where = f"{name}>=2000-01-01"
         elif field.kind == "status":
             where = f"{name}=queued"
+        elif field.kind == "bool":
+            where = f"{name}=true"
         else:
             where = f"{name}~a"
         fleet.list_runs(where)  # every field is a real column or expression

@@ -77,6 +77,18 @@ def test_unknown_key_gets_did_you_mean(tmp_path):
         ("gpus: gpu0", "gpus must be 'cpu', 'auto' or GPU indices"),
         ("output_dir: /tmp/x", "output_dir is set by arctui"),
         ("batch_size: 3\nper_device_train_batch_size: 2", "batch_size 3 is not divisible"),
+        ("per_device_train_batch_size: 3", "batch_size 16 is not divisible"),  # the runner's default batch
+        ("lora_dropout: 1.5", "lora_dropout must be < 1, got 1.5"),
+        ("warmup_ratio: 3", "warmup_ratio must be <= 1, got 3"),
+        ("max_seq_len: 1000000000000", "max_seq_len must be <= 1048576"),
+        ("max_steps: 100000000000000000000", "max_steps must be <= 100000000"),
+        ("random_seed: 4294967296", "random_seed must be < 4294967296"),
+        ("random_seed: -1", "random_seed must be >= 0"),
+        ("learning_rate: .nan", "learning_rate must be a finite number"),
+        ("lora_r: 0", "lora_r must be >= 1"),
+        ("lora_target_modules: []", "lora_target_modules is empty"),
+        ("use_lora: false\nadapter_path: /a", "adapter_path needs use_lora"),
+        ("torch_dtype: int4", "torch_dtype must be one of"),
         ("gpus: [0, 1]\nn_gpus: 3", "n_gpus is 3 but gpus lists 2"),
     ],
 )
@@ -151,12 +163,10 @@ def test_round_trip_through_yaml(tmp_path):
 
 
 def test_argv_parses_with_the_runner_and_keys_match_its_flags():
-    import dataclasses
-
     from arctui.config import FIELDS, MANAGED_KEYS
     from runner.fine_tuning import TrainingConfig, parse_config
 
-    runner_keys = {f.name for f in dataclasses.fields(TrainingConfig)}
+    runner_keys = set(TrainingConfig().to_dict())
     ours = {k for k, f in FIELDS.items() if f.runner_flag}
     assert ours | set(MANAGED_KEYS) == runner_keys
     cfg = config_from_mapping({**BASE, "use_lora": False, "group_by_length": False, "lora_target_modules": ["q_proj"],
