@@ -39,6 +39,7 @@ from arctui.run_form import (  # noqa: F401 - gradient_accumulation_note & co. s
 )
 from arctui.screens.base import ArcScreen
 from arctui.screens.commands import PaletteCommand
+from arctui.views.control import check_model_path, launch_detached
 from arctui.views.gpus import GpuReading
 from runner.flags import FlagError, check_flags
 
@@ -681,61 +682,3 @@ class NewRunScreen(ArcScreen):
             PaletteCommand("Save form as YAML", "Write the config to the 'save YAML to' path", self.action_save_yaml),
             PaletteCommand("Choose preset", "Fill the form from configs/", self.action_focus_preset),
         ]
-
-
-def launch_detached(config, db_url: str | None) -> tuple[str, str]:
-    """Launch ``config`` exactly as ``arctui launch FILE --detach`` does, in a child process.
-
-    The child resolves the model (building the tiny one or converting the demo one the first time,
-    which needs torch: never in the UI process), creates the run, spawns its detached supervisor and
-    prints the run id first. The config is kept as YAML under ``$ARCTUI_HOME/launched`` as a record.
-    Returns (run id, run name); a refusal raises UserError with the command's own one-line reason.
-    """
-    import os
-    import subprocess
-    import sys
-    import time
-
-    from runner.errors import UserError
-    from runner.paths import arctui_home
-
-    folder = arctui_home() / "launched"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}.yaml"
-    path.write_text(f"# Launched from the arctui new-run form.\n# Again:  arctui launch {path}\n" + config.to_yaml())
-    env = dict(os.environ)
-    if db_url:
-        env["ARCTUI_DB"] = db_url  # the environment, not argv: a password never shows in `ps`
-    done = subprocess.run(
-        [sys.executable, "-m", "arctui", "launch", str(path), "--detach"],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines or not lines[0].strip().isdigit():
-        errors = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        reason = errors[-1] if errors else f"arctui launch exited with status {done.returncode}"
-        raise UserError(reason.removeprefix("arctui: error: "))
-    import re
-
-    run_id = lines[0].strip()
-    named = re.search(rf"\brun {run_id} \((.+?)\)", done.stderr)  # the name may have got a -2 suffix
-    return run_id, named.group(1) if named else config.name
-
-
-def check_model_path(path: str) -> tuple[str | None, str]:
-    """(why ``path`` cannot be trained or None, a note for the field)."""
-    from arctui.config import DEMO_MODEL_REF, TINY_MODEL_REF
-    from runner.errors import UserError
-    from runner.modelzoo import demo_model_dir, is_complete, validate_model_dir
-
-    if path == DEMO_MODEL_REF:
-        if is_complete(demo_model_dir()):
-            return None, f"✓ the offline SmolLM2-135M-Instruct in {demo_model_dir()}"
-        return None, "✓ SmolLM2-135M-Instruct, converted once at launch (or now: arctui models demo)"
-    if path == TINY_MODEL_REF:
-        return None, "✓ a tiny random-init Llama, built at launch (for smoke runs)"
-    try:
-        validate_model_dir(Path(path).expanduser())
-    except UserError as error:
-        return str(error), ""
-    return None, "✓ model config and tokenizer found"
