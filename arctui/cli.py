@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "arctui.commands.evaluate",
     "arctui.commands.database",
     "arctui.commands.gpus",
+    "arctui.commands.studies",
 )
 
 

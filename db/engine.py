@@ -15,7 +15,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from db.errors import StoreError
+from db.errors import StoreError, UnstorableValueError
+from runner.paths import create_private_file, make_private_dir
 
 SQLITE_BUSY_TIMEOUT_S = 30
 POSTGRES_CONNECT_TIMEOUT_S = 5
@@ -54,11 +55,12 @@ def sqlite_path(url: URL) -> Path | None:
 
 
 def check_sqlite_path(path: Path, *, create_parent: bool) -> None:
-    """Refuse, before anything is written, a path that cannot hold an SQLite database."""
+    """Refuse, before anything is written, a path that cannot hold an SQLite database; create a new
+    one as an empty file only its owner can read (0600)."""
     parent = path.parent
     if create_parent and not parent.exists():
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(parent)  # $ARCTUI_HOME: 0700
         except OSError as exc:
             raise StoreError(
                 f"cannot create the folder {parent} for the database ({exc.strerror}): "
@@ -88,6 +90,16 @@ def check_sqlite_path(path: Path, *, create_parent: bool) -> None:
         raise StoreError(
             f"folder {parent} is not writable, so database {path} cannot be created: choose another --db"
         )
+    else:
+        # Created here rather than by SQLite, which would follow the umask (0644: every user of the
+        # machine could read every run); SQLite gives its -wal and -shm files the database's mode.
+        try:
+            create_private_file(path)
+        except OSError as exc:
+            raise StoreError(
+                f"folder {parent} is not writable, so database {path} cannot be created ({exc.strerror}): "
+                "choose another --db"
+            ) from None
 
 
 def make_engine(url: URL) -> Engine:
@@ -191,6 +203,8 @@ def describe_driver_error(exc: BaseException, url: URL) -> str:
             f"database {where} stayed locked by another process for {SQLITE_BUSY_TIMEOUT_S} s: "
             "retry, or look for a stuck arctui process"
         )
+    if type(orig).__name__ == "NumericValueOutOfRange":  # PostgreSQL: integer or numeric out of range
+        return f"a value is beyond what {where} holds (NumericValueOutOfRange: {text})"
     if "disk is full" in lowered or "no space" in lowered:
         return f"no space left for database {where}: free some disk space"
     if url.get_backend_name() == "postgresql" and isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -211,8 +225,13 @@ def translate_errors(url: URL) -> Iterator[None]:
         yield
     except StoreError:
         raise
+    except OverflowError as exc:  # sqlite3 binding an int beyond 64 bits; the store checks values first
+        raise UnstorableValueError(f"a value is beyond what {safe_url(url)} holds ({exc})") from exc
     except (SQLAlchemyError, sqlite3.Error) as exc:
-        raise StoreError(describe_driver_error(exc, url)) from exc
+        message = describe_driver_error(exc, url)
+        if type(getattr(exc, "orig", None)).__name__ == "NumericValueOutOfRange":
+            raise UnstorableValueError(message) from exc
+        raise StoreError(message) from exc
     except OSError as exc:  # psycopg may raise plain socket errors while connecting
         raise StoreError(f"cannot reach {safe_url(url)} ({exc}): check --db") from exc
 

@@ -24,3 +24,16 @@ class FilterError(StoreError):
     def __init__(self, message: str, position: int = 0) -> None:
         super().__init__(message)
         self.position = position
+
+
+class UnstorableValueError(StoreError):
+    """A value the database cannot hold (an integer beyond the store's range, a NaN or infinite number
+    where a column needs one). Permanent: retrying the same call fails the same way, so a caller that
+    retries store errors (the supervisor's ingest) must not retry this one. ``field`` and ``value`` name
+    what was refused; for ingestion, ``seq`` is the event that held it (records before it were stored)."""
+
+    def __init__(self, message: str, field: str = "", value: object = None, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+        self.seq = seq

@@ -18,8 +18,10 @@ What each kind becomes:
 - ``eval_result``: an evaluation (``step``, ``dataset``, ``metrics``, ``predictions_path``); kept.
 - anything else (``eval_progress``, unknown kinds): nothing but its sequence number.
 
-NaN/inf numbers never become points (the kept event still has them). Statuses are not derived from
-events: the supervisor sets them.
+NaN/inf numbers never become points (the kept event still has them); a ``time`` that is no plausible
+Unix time counts as missing. Integers the store cannot hold (a ``step`` or ``max_steps`` beyond
+32 bits) are not dropped: the store refuses the event (``UnstorableValueError``). Statuses are not
+derived from events: the supervisor sets them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 from db.errors import StoreError
 from db.records import CHECKPOINT_KIND, EvalRecord, EventRecords, KeptEvent
-from db.rows import finite
+from db.rows import finite, unix_time
 from db.summary import PEAK_VRAM_PREFIX, WINDOW_SECONDS_KEY, WINDOW_TOKENS_KEY
 
 # Fields of a `step` event that become metric points under their own name.
@@ -89,7 +91,7 @@ def window_figures(event: dict) -> tuple[float, float] | None:
 def event_records(event: dict) -> EventRecords:
     """What one event (already checked by :func:`check_sequence`) becomes."""
     kind = event.get("event")
-    wall = finite(event.get("time"))
+    wall = unix_time(event.get("time"))
     step = _int(event.get("step"))
     points: list[tuple[str, int, float, float | None]] = []
     run_fields: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from sqlalchemy import Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Revisions this code knows, oldest first; the last one is what the code needs.
-KNOWN_REVISIONS = ("0001", "0002", "0003")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 # The partial index behind the seconds-per-step median (db.summary.SECONDS_PER_STEP_KEY).
 SPEED_INDEX_WHERE = "key = 'seconds_per_step'"
@@ -79,6 +79,9 @@ class RunRow(Base):
     updated_at: Mapped[float | None] = mapped_column(Float)
     # Revision 0002: highest runner event seq ingested (exactly-once ingestion).
     events_cursor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Revision 0004: the study a run belongs to (NULL: a single run) and its variant's name there.
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="SET NULL"), index=True)
+    variant: Mapped[str | None] = mapped_column(String(100))
 
 
 class MetricPointRow(Base):
@@ -171,9 +174,22 @@ class RunEventRow(Base):
     data_json: Mapped[str] = mapped_column(Text)
 
 
+class StudyRow(Base):
+    """Revision 0004: a study, a base config plus variants run as one (``arctui study``)."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    spec_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+
+
 runs = RunRow.__table__
 metric_points = MetricPointRow.__table__
 metric_stats = MetricStatsRow.__table__
 gpu_samples = GpuSampleRow.__table__
 eval_results = EvalResultRow.__table__
 run_events = RunEventRow.__table__
+studies = StudyRow.__table__

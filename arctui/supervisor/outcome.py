@@ -105,15 +105,18 @@ def _to_stderr(message: str) -> None:
 
 
 def finish(store, run_id: int, folder: RunFolder, state: StreamState, code: int | None,
-           *, attached: bool = False, note: str | None = None,
+           *, attached: bool = False, note: str | None = None, refused: str | None = None,
            log: Callable[[str], None] = _to_stderr) -> str:
     """Record the final status of a run whose training processes are all gone. ``note`` becomes the
-    last error of a completed run (an evaluation after training that failed or was stopped)."""
+    last error of a completed run (an evaluation after training that failed or was stopped);
+    ``refused`` (the store refused an event for good) makes the run failed with that reason."""
     from db.errors import IllegalTransitionError
 
-    status = final_status(state, code, folder.stop_request())
+    status = "failed" if refused else final_status(state, code, folder.stop_request())
     error = note if status == "completed" else None
-    if status == "failed":
+    if refused:
+        error = refused
+    elif status == "failed":
         error = error_text(state, folder, code)
     elif status == "crashed":
         why = "the training process ended while no supervisor watched it" if attached else \

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
-from runner.paths import arctui_home
+from runner.paths import arctui_home, make_private_dir
 
 QUEUE_POLL_SECONDS = 2.0
 
@@ -28,7 +28,7 @@ def busy_threshold_mb() -> float:
 @contextmanager
 def queue_lock():
     path = arctui_home() / "gpu-queue.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     with open(path, "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:

@@ -22,6 +22,7 @@ from arctui.supervisor.process import group_alive
 from arctui.supervisor.runfolder import RunFolder
 from arctui.supervisor.spawn import spawn_supervisor
 from arctui.supervisor.tail import EventTailer
+from db.errors import UnstorableValueError
 
 # A queued run without a supervisor yet is left alone this long (launch is between create and spawn).
 LAUNCH_GRACE_SECONDS = 60.0
@@ -73,8 +74,12 @@ def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None)
             continue
         try:
             state = StreamState()
-            ingest(store, run.id, EventTailer(folder.events_file), state)
-            status = finish(store, run.id, folder, state, run.exit_code, attached=False)
+            refused = None
+            try:
+                ingest(store, run.id, EventTailer(folder.events_file), state)
+            except UnstorableValueError as exc:  # permanent: record it instead of failing every command
+                refused = f"the store refused {exc}"
+            status = finish(store, run.id, folder, state, run.exit_code, attached=False, refused=refused)
             actions.append(f"run {run.id} ({run.name}): supervisor and training were gone; marked {status}")
         finally:
             os.close(fd)

@@ -24,7 +24,7 @@ from typing import Any
 
 from arctui.config import DEMO_MODEL_REF, TINY_MODEL_REF, RunConfig
 from runner.errors import DataError, ModelError, UserError
-from runner.paths import arctui_home, models_dir
+from runner.paths import arctui_home, make_private_dir, models_dir
 
 # The runner's defaults for these keys are written into every stored config: the keys people filter
 # and compare on, so `arctui runs` has an msl and an encoder for every run.
@@ -105,7 +105,7 @@ def ensure_tiny_model() -> Path:
         return target
     from runner.modelzoo import build_tiny_model
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(target.parent)
     with tempfile.TemporaryDirectory(prefix="tiny-", dir=target.parent) as tmp:
         built = build_tiny_model(Path(tmp) / "model")
         try:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.paths import runs_dir
+from runner.paths import make_private_dir, runs_dir
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class RunFolder:
         return self.root / "stop-request"
 
     def create(self) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.output_dir)  # new folders 0700: other users must not read runs
 
     def checkpoints(self) -> list[Path]:
         """``checkpoint-N`` folders in the output dir, by step."""
@@ -81,7 +81,7 @@ class RunFolder:
             return None
 
     def request_stop(self, mode: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
         self.stop_file.write_text(mode + "\n")
 
     def clear_stop_request(self) -> None:
@@ -89,7 +89,7 @@ class RunFolder:
 
     def try_lock(self) -> int | None:
         """Take the supervisor lock without waiting; the open fd holds it, or None if someone has it."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

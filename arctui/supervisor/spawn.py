@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from arctui.supervisor.runfolder import RunFolder
-from runner.paths import arctui_home, default_db_url
+from runner.paths import arctui_home, default_db_url, make_private_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Spawned supervisors, polled now and then so a long-lived parent (the TUI) leaves no zombies.
@@ -80,7 +80,7 @@ def start_group(cmd: Sequence[str], log_path: Path, *, gpu_ids: Sequence[int] | 
         changes["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         changes["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
     env = python_env(**changes)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(log_path.parent)
     with open(log_path, "ab") as out:
         out.write(f"\n$ {' '.join(cmd)}\n".encode())
         out.flush()

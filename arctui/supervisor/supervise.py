@@ -65,6 +65,9 @@ class Supervisor:
         self.tailer = EventTailer(self.folder.events_file)
         self.state = StreamState()
         self.sampler: Any = None
+        # Set when the store refused an event for good (a value it cannot hold): the run ends failed
+        # with this reason, its training is stopped, and the ingest is not retried.
+        self.refused: str | None = None
 
     # -- entry -------------------------------------------------------------------------------
     def run(self) -> int:
@@ -183,10 +186,15 @@ class Supervisor:
     def ingest_or_retry(self) -> None:
         """Ingest; on a store error (e.g. a database restarting) log it and re-read the whole file
         next time: the store's cursor drops what already landed."""
-        from db.errors import StoreError
+        from db.errors import StoreError, UnstorableValueError
 
+        if self.refused is not None:
+            return
         try:
             ingest(self.store, self.run_id, self.tailer, self.state)
+        except UnstorableValueError as exc:
+            self.refused = f"the store refused {exc}"
+            log(f"{self.refused}; stopping the training, the run ends failed")
         except StoreError as exc:
             log(f"store error while ingesting, retrying: {exc}")
             self.tailer = EventTailer(self.folder.events_file)
@@ -200,8 +208,12 @@ class Supervisor:
         next_group_check = 0.0
         code: int | None = None
         ended_at: float | None = None  # when this watch first saw the runner's end event
+        stopped_for_refusal = False
         while True:
             self.ingest_or_retry()
+            if self.refused is not None and not stopped_for_refusal:
+                signal_group(pgid, signal.SIGTERM)  # the runner checkpoints and ends; nothing more lands
+                stopped_for_refusal = True
             now = time.monotonic()
             if now >= next_gpu:
                 self.sample_gpus()
@@ -226,10 +238,10 @@ class Supervisor:
         self.ingest_or_retry()
         self.ingest_or_retry()  # after a store error the first call only reset the tailer
         note = None
-        if final_status(self.state, code, self.folder.stop_request()) == "completed":
+        if self.refused is None and final_status(self.state, code, self.folder.stop_request()) == "completed":
             note = self.evaluate_after_training(gpu_ids)
         status = finish(self.store, self.run_id, self.folder, self.state, code, attached=popen is None,
-                        note=note, log=log)
+                        note=note, refused=self.refused, log=log)
         wall = time.monotonic() - started
         lat = sorted(self.state.latencies)
         lat_text = (f"event-to-store latency p50 {lat[len(lat) // 2] * 1000:.0f} ms, "

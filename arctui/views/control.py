@@ -41,10 +41,10 @@ def launch_detached(config, db_url: str | None) -> tuple[str, str]:
     import time
 
     from runner.errors import UserError
-    from runner.paths import arctui_home
+    from runner.paths import arctui_home, make_private_dir
 
     folder = arctui_home() / "launched"
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder)
     path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}.yaml"
     path.write_text(f"# Launched from the arctui new-run form.\n# Again:  arctui launch {path}\n" + config.to_yaml())
     env = dict(os.environ)

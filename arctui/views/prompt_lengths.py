@@ -71,7 +71,7 @@ def prompt_length_analysis(
     from pathlib import Path
 
     from runner.errors import UserError
-    from runner.paths import arctui_home
+    from runner.paths import arctui_home, make_private_dir
 
     cache = arctui_home() / "cache" / f"prompt-lengths-{_fingerprint(model, data, encoder, version)}.json"
     try:
@@ -95,7 +95,7 @@ def prompt_length_analysis(
         answer = json.loads(out.strip().splitlines()[-1])
         if "error" not in answer:
             try:
-                cache.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(cache.parent)
                 cache.write_text(json.dumps(answer))
             except OSError:
                 pass  # a cache we cannot write only costs time

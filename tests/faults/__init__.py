@@ -1,0 +1,12 @@
+"""The standing fault suite of issue 16 ("Nothing lost, nothing stuck"), marker ``faults``: each test
+injects one fault through the public API or the real CLI (SQLite and PostgreSQL) and checks the outcome.
+
+| fault | module | outcome checked |
+|---|---|---|
+| an event with `max_steps`/`step`/`seq` beyond the store's range | test_huge_values, test_unstorable_run | `UnstorableValueError` naming field and value; events before it stored once; `last_error` says why; no traceback; the run ends `failed` with the store's reason (recovery and the live supervisor treat the error as final) |
+| NaN/inf/10**400 in a number column; forged event times | test_huge_values | refused with one line / time counted as missing |
+| rows holding extreme values (older arctui) | test_huge_values | `runs`/`show`/`compare`/`stop` answer, exit 0 or one line |
+| `--where` with 3000 nested parentheses or 5000 terms | test_where_limits | one `FilterError` line (depth 20, 500 comparisons), exit 2 |
+| a planted pickle in a checkpoint | test_checkpoint_pickle | never executed; refused with one line (older checkpoint) or ignored (JSON RNG state) |
+| a permissive umask on a shared machine | test_permissions | `$ARCTUI_HOME` and run folders 0700, SQLite file 0600; existing ones untouched |
+"""
