@@ -7,6 +7,10 @@ and bounded by ``arctui.config`` and cross-checked by ``runner.flags.check_flags
 Every field is checked as it changes and marked in place with the reason; checks that touch the
 disk or a tokenizer (model folder, prompt-length fit) run in thread workers and are cached. Launch is
 refused until every field is valid. Start from a preset in ``configs/`` or clone an earlier run.
+
+Why this module is over 600 lines: it is one screen whose parts (composition, per-field feedback,
+the worker callbacks and the launch flow) share the screen's state; the field logic that needs no
+Textual lives in ``arctui.run_form`` and launching in ``arctui.views.control``.
 """
 
 from __future__ import annotations
