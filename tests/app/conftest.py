@@ -1,4 +1,6 @@
-"""Fixed data for the app tests, written through ``RunStore``'s public API only.
+"""Fixtures for the app tests: fixed data written through ``RunStore``'s public API only (``seeded``,
+``big_store``, ``step_events``) and what Pilot tests share (``wait_for``, ``notified``, ``two_h100s``,
+``configs_dir``). Test modules take these as fixtures; nothing imports this file.
 
 Runs get ids 1..N in a fresh database; curves are deterministic functions of the step; the app's
 clock is frozen relative to the stored times, so ages, elapsed times and ETAs are stable in snapshots.
@@ -9,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from textual.message import Message
+from textual.notifications import Notification, Notify
 
 from arctui.supervisor.runfolder import RunFolder
 from db.store import GpuSample, RunStore
@@ -22,7 +28,7 @@ from db.store import GpuSample, RunStore
 def pytest_pyfunc_call(pyfuncitem):
     """Run ``async def`` tests in a fresh event loop (no asyncio plugin needed for Pilot tests)."""
     if inspect.iscoroutinefunction(pyfuncitem.obj):
-        names = pyfuncitem._fixtureinfo.argnames
+        names = inspect.signature(pyfuncitem.obj).parameters
         asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
         return True
     return None
@@ -59,7 +65,7 @@ def loss_at(step: int, floor: float, wiggle: float = 0.03) -> float:
     return round(floor + 1.6 * math.exp(-step / 25) + wiggle * math.sin(step * 1.7), 4)
 
 
-def step_events(first_seq: int, steps: range, *, floor: float, seconds_per_step: float, vram: float | None,
+def make_step_events(first_seq: int, steps: range, *, floor: float, seconds_per_step: float, vram: float | None,
                 max_steps: int, t0: float = 1_700_000_000.0) -> list[dict]:
     events = []
     seq = first_seq
@@ -109,7 +115,7 @@ def seed_store(folder: Path) -> SeededStore:
                                    tags=["iter33"], host=GPU_HOST)
             store.set_status(run.id, "running")
             store.ingest_events(run.id, [start_event(100, 0.01 if msl > 8192 else 0.35)]
-                                + step_events(2, range(1, 101), floor=floor, seconds_per_step=sps, vram=vram, max_steps=100))
+                                + make_step_events(2, range(1, 101), floor=floor, seconds_per_step=sps, vram=vram, max_steps=100))
             store.set_status(run.id, "completed", exit_code=0)
             store.record_eval(run.id, 100, "arcagi1/eval", {"accuracy": 0.05 if msl > 8192 else 0.04})
             done.append(run.id)
@@ -118,7 +124,7 @@ def seed_store(folder: Path) -> SeededStore:
         store.set_status(running.id, "running")
         store.update_run(running.id, gpu_ids=[0], log_path=str(log_path))
         store.ingest_events(running.id, [start_event(100, 0.35)]
-                            + step_events(2, range(1, 41), floor=0.35, seconds_per_step=1.8, vram=9.5, max_steps=100))
+                            + make_step_events(2, range(1, 41), floor=0.35, seconds_per_step=1.8, vram=9.5, max_steps=100))
         store.append_gpu_samples(running.id, [GpuSample(0, "NVIDIA H100 80GB HBM3", 1_700_000_100.0, 9728.0, 81559.0,
                                                         87.0, 310.0)])
         failed = store.create_run(config(batch_size=16, per_device_train_batch_size=2, gpus=[0, 1]), name="2gpu-pdbs2-oom",
@@ -138,5 +144,110 @@ def seeded(tmp_path) -> SeededStore:
     return seed_store(tmp_path)
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REPO_ROOT_CONFIGS = REPO_ROOT / "configs"
+BIG_STORE_RUNS = 10_000
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory) -> tuple[str, int]:
+    """(url, id of the running run): 10,000 runs (a few with metrics), the newest one running with a
+    start event and no steps yet, for a test to stream into."""
+    folder = tmp_path_factory.mktemp("big")
+    url = f"sqlite:///{folder / 'arctui.db'}"
+    with RunStore.open(url) as store:
+        for i in range(BIG_STORE_RUNS - 1):
+            run = store.create_run(config(max_seq_len=1024 * (1 + i % 8), lora_r=4 * (1 + i % 16)),
+                                   name=f"sweep-{i:05d}", host=GPU_HOST)
+            if i % 1000 == 0:
+                store.ingest_events(run.id, [start_event(100, 0.2)] + make_step_events(
+                    2, range(1, 11), floor=0.5, seconds_per_step=2.0, vram=7.0, max_steps=100))
+        live = store.create_run(config(max_steps=100_000), name="streaming", host=GPU_HOST)
+        store.set_status(live.id, "running")
+        store.ingest_events(live.id, [start_event(100_000, 0.35)])
+    return url, live.id
+
+
+@pytest.fixture(scope="session")
+def step_events():
+    """``step_events(first_seq, steps, *, floor, seconds_per_step, vram, max_steps)``: runner events
+    (a step per step, an eval every 20 steps) with deterministic losses, for ``ingest_events``."""
+    return make_step_events
+
+
+@pytest.fixture(scope="session")
+def wait_for(wait_seconds: float):
+    """``await wait_for(pilot, predicate, timeout=None)``: let the app's workers, timers and messages run
+    until ``predicate()`` returns something truthy, and return it; fail with the predicate's source if
+    it has not after ``timeout`` seconds (default: the suite's generous ``wait_seconds``)."""
+
+    async def wait_for(pilot, predicate: Callable[[], object], timeout: float | None = None):
+        limit = wait_seconds if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never became true within {limit:.0f} s: {_source(predicate)}")
+            await pilot.pause(0.05)
+
+    return wait_for
+
+
+def _source(predicate) -> str:
+    try:
+        return inspect.getsource(predicate).strip()
+    except (OSError, TypeError):
+        return repr(predicate)
+
+
+class NotificationLog:
+    """Every notification the app raised, in order; pass it as ``app.run_test(message_hook=...)``.
+
+    It listens for Textual's ``Notify`` message through ``run_test``'s public message hook, so tests
+    never read the app's private notification list (which also forgets a notification once it times
+    out, before a slow test may have looked).
+    """
+
+    def __init__(self) -> None:
+        self.notifications: list[Notification] = []
+
+    def __call__(self, message: Message) -> None:
+        if isinstance(message, Notify):
+            self.notifications.append(message.notification)
+
+    @property
+    def messages(self) -> list[str]:
+        return [n.message for n in self.notifications]
+
+    def find(self, text: str) -> str | None:
+        """The first message that contains ``text``, or None."""
+        return next((m for m in self.messages if text in m), None)
+
+
+@pytest.fixture
+def notified() -> NotificationLog:
+    """An empty :class:`NotificationLog` for one app run."""
+    return NotificationLog()
+
+
+@pytest.fixture(scope="session")
+def two_h100s():
+    """A GPU reader shaped like ``arctui.supervisor.gpus.read_nvml`` on a two-H100 machine."""
+    from arctui.supervisor.gpus import GpuInfo
+
+    def two_h100s(indices=None):
+        gib = 1024**3
+        gpus = [
+            GpuInfo(0, "NVIDIA H100 80GB HBM3", "GPU-0", int(9.5 * gib), 80 * gib, 87.0, 310.0),
+            GpuInfo(1, "NVIDIA H100 80GB HBM3", "GPU-1", int(0.5 * gib), 80 * gib, 0.0, 70.0),
+        ]
+        return [g for g in gpus if indices is None or g.index in indices]
+
+    return two_h100s
+
+
+@pytest.fixture(scope="session")
+def configs_dir(repo_root: Path) -> Path:
+    """The repository's ``configs/`` folder (presets the form loads)."""
+    return repo_root / "configs"
+

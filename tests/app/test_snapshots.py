@@ -7,16 +7,16 @@ an intended change with ``pytest tests/app/test_snapshots.py --snapshot-update``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.widgets import DataTable, Input
 
 from arctui.app import make_app
 from arctui.screens.compare import CompareScreen
 from arctui.screens.new_run import NewRunScreen
 from arctui.screens.run import RunScreen
-from tests.app.conftest import REPO_ROOT
-from tests.app.test_compare_gpus import two_h100s
 
-PRESET = REPO_ROOT / "tests" / "app" / "presets" / "snapshot-cpu.yaml"  # ours, so others' edits of configs/ keep these stable
+PRESET = Path(__file__).parent / "presets" / "snapshot-cpu.yaml"  # ours, so others' edits of configs/ keep these stable
 
 
 def no_nvidia(indices=None):
@@ -39,13 +39,26 @@ async def settle(pilot, predicate, tries: int = 200) -> None:
         field.cursor_blink = False
     # DataTable sizes its columns to new rows when idle; on a busy machine that can trail the data
     for _ in range(tries):
-        if not any(table._require_update_dimensions for table in pilot.app.screen.query(DataTable)):
+        if all(measured(table) for table in pilot.app.screen.query(DataTable)):
             break
         await pilot.pause(0.05)
     # ...and headless, the new widths may reach the screen only on its next repaint: ask for one
     for table in pilot.app.screen.query(DataTable):
         table.refresh(layout=True)
     await pilot.pause(0.2)
+
+
+def measured(table: DataTable) -> bool:
+    """Whether the table's size covers its current rows and columns (DataTable measures new rows when
+    idle, so its virtual size trails the data it was given)."""
+    header = table.header_height if table.show_header else 0
+    width = sum(column.get_render_width(table) for column in table.columns.values())
+    return tuple(table.virtual_size) == (width, header + sum(row.height for row in table.rows.values()))
+
+
+def gpus_checked(form: NewRunScreen) -> bool:
+    """The form has asked the (fake, driverless) GPU reader and says why it offers the CPU only."""
+    return "NVML Shared Library Not Found" in str(form.query_one("#note-gpus").render())
 
 
 def runs_loaded(app) -> bool:
@@ -99,16 +112,16 @@ def test_gpus_screen_without_driver(snap_compare, seeded):
     async def run_before(pilot):
         await settle(pilot, lambda: runs_loaded(pilot.app))
         await pilot.press("g")
-        await settle(pilot, lambda: getattr(pilot.app.screen, "_loaded", False))
+        await settle(pilot, lambda: getattr(pilot.app.screen, "unavailable_reason", None) is not None)
 
     assert snap_compare(app_for(seeded), terminal_size=(100, 20), run_before=run_before)
 
 
-def test_gpus_screen_with_two_gpus(snap_compare, seeded):
+def test_gpus_screen_with_two_gpus(snap_compare, seeded, two_h100s):
     async def run_before(pilot):
         await settle(pilot, lambda: runs_loaded(pilot.app))
         await pilot.press("g")
-        await settle(pilot, lambda: getattr(pilot.app.screen, "_loaded", False))
+        await settle(pilot, lambda: getattr(pilot.app.screen, "gpus", ()))
 
     assert snap_compare(app_for(seeded, two_h100s), terminal_size=(100, 20), run_before=run_before)
 
@@ -118,7 +131,7 @@ def test_new_run_form_from_preset(snap_compare, seeded):
         pilot.app.push_screen(NewRunScreen(preset=PRESET))
         await settle(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen)
                      and pilot.app.screen.query("#field-name") and pilot.app.screen.text("name") == "snapshot-cpu"
-                     and not pilot.app.screen.pending and pilot.app.screen._no_gpu_reason is not None)
+                     and not pilot.app.screen.pending and gpus_checked(pilot.app.screen))
 
     assert snap_compare(app_for(seeded), terminal_size=(120, 40), run_before=run_before)
 
@@ -128,7 +141,7 @@ def test_new_run_form_with_errors(snap_compare, seeded):
         pilot.app.push_screen(NewRunScreen(preset=PRESET))
         await settle(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen)
                      and pilot.app.screen.query("#field-name") and pilot.app.screen.text("name") == "snapshot-cpu"
-                     and not pilot.app.screen.pending and pilot.app.screen._no_gpu_reason is not None)
+                     and not pilot.app.screen.pending and gpus_checked(pilot.app.screen))
         screen = pilot.app.screen
         screen.query_one("#field-grid_encoder", Input).value = "GridShapeEncoder(Nope())"
         screen.query_one("#field-batch_size", Input).value = "3"

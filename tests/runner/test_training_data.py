@@ -225,13 +225,12 @@ def test_batch_builder_process_serves_the_stream_batches_in_order(arc_tasks, tin
         assert state == stream.state_dict()
 
 
-def test_batch_builder_dies_with_its_parent(tmp_path, tiny_model_dir):
+def test_batch_builder_dies_with_its_parent(tmp_path, tiny_model_dir, wait_until, repo_root):
     """A trainer killed outright (OOM killer, kill -9) must not leave its batch builder behind."""
     import os
     import signal
     import subprocess
     import sys
-    import time
 
     pid_file = tmp_path / "child.pid"
     parent_code = f"""
@@ -250,28 +249,31 @@ builder.next()
 open({str(pid_file)!r}, "w").write(str(builder._process.pid))
 time.sleep(600)
 """
-    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=str(Path(__file__).parents[2]))
+
+    def builder_started() -> bool:
+        assert parent.poll() is None, "the parent process ended before starting its builder"
+        return pid_file.exists() and pid_file.read_text().strip() != ""
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a zombie (reaped later by init) counts as gone
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        except FileNotFoundError:
+            return True
+
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=repo_root)
+    child = None
     try:
-        for _ in range(600):
-            if pid_file.exists() and pid_file.read_text():
-                break
-            assert parent.poll() is None, "the parent process ended before starting its builder"
-            time.sleep(0.1)
+        wait_until(builder_started, what="the parent starting its batch builder")
         child = int(pid_file.read_text())
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        for _ in range(100):
-            try:
-                os.kill(child, 0)
-            except ProcessLookupError:
-                break
-            # a zombie (reaped later by init) counts as gone
-            if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(child, signal.SIGKILL)
-            raise AssertionError("the batch builder outlived its parent")
+        wait_until(lambda: gone(child), what="the batch builder ending with its parent")
     finally:
         if parent.poll() is None:
             parent.kill()
+        if child is not None and not gone(child):
+            os.kill(child, signal.SIGKILL)
