@@ -96,6 +96,7 @@ class NewRunScreen(ArcScreen):
         super().__init__()
         self.clone_from = clone_from
         self.initial_preset = Path(preset) if preset else None
+        self._user_chose_preset = False
         self.extra: dict = {}
         """Config keys from the preset or cloned run that the form does not show (kept as they are)."""
         self.launched_run_id: str | None = None
@@ -186,7 +187,12 @@ class NewRunScreen(ArcScreen):
         self.app.call_from_thread(self._show_presets, presets)
         default = next((p for p in presets if p.name == DEFAULT_PRESET), None)
         if fill_default and default is not None:
-            self.app.call_from_thread(self.load_preset, default)
+            self.app.call_from_thread(self._fill_default, default)
+
+    def _fill_default(self, default: Path) -> None:
+        # The preset list arrives in a worker: a preset the user chose meanwhile wins over the default.
+        if not self._user_chose_preset:
+            self.load_preset(default)
 
     def _show_presets(self, presets: list[Path]) -> None:
         self.query_one("#preset", Select).set_options([(preset_label(p), str(p)) for p in presets])
@@ -195,15 +201,20 @@ class NewRunScreen(ArcScreen):
     @on(Select.Changed, "#preset")
     def preset_chosen(self, event: Select.Changed) -> None:
         if event.value is not Select.BLANK and event.value is not None:
+            self._user_chose_preset = True
             self.load_preset(Path(str(event.value)))
 
-    @work(thread=True, exit_on_error=False, group="new-run-load")
+    # exclusive: a newer load cancels an older one still reading, which then never fills the form
+    @work(thread=True, exit_on_error=False, group="new-run-load", exclusive=True)
     def load_preset(self, path: Path) -> None:
+        from textual.worker import get_current_worker
+
         from arctui.config import load_config
 
         config = load_config(path)
         values = config.to_dict()
-        self.app.call_from_thread(self.fill, values, f"preset {preset_label(path)}")
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.fill, values, f"preset {preset_label(path)}")
 
     @work(thread=True, exit_on_error=False, group="new-run-load")
     def load_cloned_run(self, ref: str) -> None:
