@@ -42,7 +42,8 @@ def make_private_dir(path: Path | str) -> Path:
     path = Path(path)
     missing: list[Path] = []
     current = path
-    while not current.is_dir() and current != current.parent:
+    # Stop at the first path that exists: a file there makes the mkdir below fail as "Not a directory".
+    while not current.exists() and current != current.parent:
         missing.append(current)
         current = current.parent
     for folder in reversed(missing):
