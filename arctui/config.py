@@ -528,6 +528,31 @@ def config_from_mapping(data: Any, *, source: str = "", validate: bool = True) -
     return cfg._validated() if validate else cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (plain YAML keeps the last
+    value silently, so a config would run with a value its reader did not see)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: SafeLoader says so itself
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice (first on line {first}); keep one",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicated mapping keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML config file, apply ``--set key=value`` overrides, validate everything."""
     path = Path(path)
@@ -540,12 +565,13 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunCo
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"config {path}{where}: {problem}; fix the YAML syntax") from None
+        fix = "" if "appears twice" in problem else "; fix the YAML syntax"
+        raise ConfigError(f"config {path}{where}: {problem}{fix}") from None
     if data is None:
         raise ConfigError(f"config {path} is empty; it needs at least model_path and train_datasets")
     cfg = config_from_mapping(data, source=str(path), validate=False)

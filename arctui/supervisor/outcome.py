@@ -7,8 +7,12 @@ supervisor died (:mod:`arctui.supervisor.recovery`):
     ingest(store, run_id, EventTailer(folder.events_file), state)      # exactly once, by seq
     status = finish(store, run_id, folder, state, exit_code)           # completed/stopped/failed/crashed
 
-The final status comes from the runner's last ``end`` event (after the last ``start``), else: exit 0
--> completed; a stop request -> stopped; an unknown exit -> crashed; otherwise failed.
+The final status comes from the runner's last ``end`` event (after the last ``start``), else: a run
+folder that disappeared -> failed ("run folder disappeared"); exit 0 -> completed; a stop request ->
+stopped; an unknown exit -> crashed; otherwise failed.
+
+End-of-run store writes go through :func:`with_retries` (backoff, like the ingest); the exit code is
+persisted in the run folder (``exit-code``) before them, so recovery can still record it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ BATCH_EVENTS = 500
 # "fine_tuning: error: ..." (a UserError) or the last line of a Python traceback.
 ERROR_LINE = re.compile(r"^(\w+: error: .+|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*)$")
 FINAL_STATUSES_FROM_RUNNER = ("completed", "stopped", "failed")
+FOLDER_GONE = "run folder disappeared"
+# Store errors at the end of a run (a database restarting, a full disk) are retried this long, with a
+# delay doubling from RETRY_FIRST_SECONDS up to RETRY_MAX_SECONDS between tries.
+RETRY_WINDOW_SECONDS = 600.0
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 15.0
+# Quarantined event lines named one by one in supervisor.log; beyond that only counted.
+QUARANTINE_LOG_LINES = 20
 
 
 def log(message: str) -> None:
@@ -69,6 +81,67 @@ def ingest(store, run_id: int, tailer: EventTailer, state: StreamState) -> int:
     return new
 
 
+def with_retries(what: str, call: Callable[[], object], *, log: Callable[[str], None],
+                 window: float | None = None, sleep: Callable[[float], None] = time.sleep):
+    """``call()``, retried with backoff on store errors that may pass (a database restarting, a full
+    disk) for up to ``window`` seconds (``RETRY_WINDOW_SECONDS``); permanent ones (an illegal
+    transition, an unknown run, a value the store cannot hold) and the last failure are raised."""
+    from db.errors import IllegalTransitionError, StoreError, UnknownRunError, UnstorableValueError
+
+    deadline = time.monotonic() + (RETRY_WINDOW_SECONDS if window is None else window)
+    delay = RETRY_FIRST_SECONDS
+    while True:
+        try:
+            return call()
+        except (IllegalTransitionError, UnknownRunError, UnstorableValueError):
+            raise
+        except StoreError as exc:
+            if time.monotonic() + delay > deadline:
+                if delay > RETRY_FIRST_SECONDS:  # it was retried: say it gave up
+                    log(f"store error while {what}, giving up: {exc}")
+                raise
+            log(f"store error while {what}, retrying in {delay:.1f} s: {exc}")
+            sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+
+def report_quarantine(tailer: EventTailer, seen: set[int], log: Callable[[str], None]) -> None:
+    """Log each quarantined line of the event file once (``seen``: offsets already logged)."""
+    for item in tailer.quarantined:
+        if item.offset in seen:
+            continue
+        seen.add(item.offset)
+        if len(seen) <= QUARANTINE_LOG_LINES:
+            log(f"warning: quarantined a line of events.jsonl at {item.describe()}")
+        elif len(seen) == QUARANTINE_LOG_LINES + 1:
+            log("warning: more lines of events.jsonl quarantined; only counted from here on")
+
+
+def quarantine_note(count: int) -> str | None:
+    if not count:
+        return None
+    return (f"{count} line{'s' if count != 1 else ''} of events.jsonl quarantined (not the runner's "
+            f"event stream; see supervisor.log)")
+
+
+def folder_gone(folder: RunFolder, state: StreamState) -> bool:
+    """The run folder vanished under the run (or its event file, after events were read from it)."""
+    return not folder.root.is_dir() or (state.start is not None and not folder.events_file.exists())
+
+
+def append_log(folder: RunFolder) -> Callable[[str], None]:
+    """A ``log`` that appends timestamped lines to the run's ``supervisor.log`` (for recovery)."""
+
+    def write(message: str) -> None:
+        try:
+            with open(folder.supervisor_log, "a") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        except OSError:
+            pass
+
+    return write
+
+
 def error_text(state: StreamState, folder: RunFolder, code: int | None, lines: int = 12) -> str:
     """The error event if the runner wrote one, else the last lines of the training log."""
     if state.error:
@@ -87,10 +160,14 @@ def error_text(state: StreamState, folder: RunFolder, code: int | None, lines: i
     return "\n".join([head or describe_exit(code), *(x for x in shown if x != head)])
 
 
-def final_status(state: StreamState, code: int | None, stop_request: str | None) -> str:
-    """Decide a finished run's status from the ``end`` event, the exit code and any stop request."""
+def final_status(state: StreamState, code: int | None, stop_request: str | None,
+                 *, vanished: bool = False) -> str:
+    """Decide a finished run's status from the ``end`` event, the exit code and any stop request.
+    Without an end event, a run whose folder ``vanished`` is failed whatever its exit code."""
     if state.end and state.end.get("status") in FINAL_STATUSES_FROM_RUNNER:
         return state.end["status"]
+    if vanished:
+        return "failed"
     if code == 0:
         return "completed"
     if stop_request:
@@ -106,24 +183,43 @@ def _to_stderr(message: str) -> None:
 
 def finish(store, run_id: int, folder: RunFolder, state: StreamState, code: int | None,
            *, attached: bool = False, note: str | None = None, refused: str | None = None,
-           log: Callable[[str], None] = _to_stderr) -> str:
+           quarantined: int = 0, vanished: bool | None = None,
+           log: Callable[[str], None] = _to_stderr, retry_window: float | None = None) -> str:
     """Record the final status of a run whose training processes are all gone. ``note`` becomes the
     last error of a completed run (an evaluation after training that failed or was stopped);
-    ``refused`` (the store refused an event for good) makes the run failed with that reason."""
+    ``refused`` (the store refused an event for good) makes the run failed with that reason;
+    ``quarantined`` lines of the event file are counted in the last error. A completed run keeps no
+    older error as its last one (the history stays in its kept events). The exit code goes into the
+    run folder first; store errors are retried (:func:`with_retries`)."""
     from db.errors import IllegalTransitionError
 
-    status = "failed" if refused else final_status(state, code, folder.stop_request())
+    if code is not None:
+        folder.write_exit_code(code)
+    if vanished is None:
+        vanished = folder_gone(folder, state)
+    status = "failed" if refused else final_status(state, code, folder.stop_request(), vanished=vanished)
     error = note if status == "completed" else None
     if refused:
         error = refused
+    elif status == "failed" and vanished and not state.end:
+        error = f"{FOLDER_GONE} ({folder.root}) before the runner's end event; {describe_exit(code)}"
     elif status == "failed":
         error = error_text(state, folder, code)
     elif status == "crashed":
         why = "the training process ended while no supervisor watched it" if attached else \
             "the supervisor and the training process are gone"
         error = f"{why} and left no end event; " + error_text(state, folder, code)
-    try:
+    extra = quarantine_note(quarantined)
+    if extra:
+        error = f"{error}\n{extra}" if error else extra
+
+    def record() -> None:
+        if status == "completed" and error is None:
+            store.update_run(run_id, last_error=None)  # an older session's error is history now
         store.set_status(run_id, status, exit_code=code, error=error)
+
+    try:
+        with_retries(f"recording {status}", record, log=log, window=retry_window)
     except IllegalTransitionError as exc:
         log(f"could not record {status}: {exc}")
     return status

@@ -6,8 +6,10 @@ queued or running run of this host whose supervisor lock is free:
 - training process group still alive -> spawn a new supervisor that re-attaches and ingests from where
   the store's cursor left off (no lost or duplicated points);
 - queued -> spawn a new supervisor that goes back into the queue;
-- otherwise -> ingest what the event file still holds and record the end the runner wrote, or
-  ``crashed`` with the last error lines when there is none. No run stays ``running`` forever.
+- otherwise -> ingest what the event file still holds (lines that do not fit quarantined and logged in
+  ``supervisor.log``) and record the end the runner wrote, or the exit code the supervisor left in the
+  run folder (``exit-code``), or ``crashed`` with the last error lines when there is neither; a run
+  folder that disappeared makes it ``failed``. No run stays ``running`` forever.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import socket
 import time
 from datetime import UTC
 
-from arctui.supervisor.outcome import StreamState, finish, ingest
+from arctui.supervisor.outcome import StreamState, append_log, finish, ingest, report_quarantine
 from arctui.supervisor.process import group_alive
 from arctui.supervisor.runfolder import RunFolder
 from arctui.supervisor.spawn import spawn_supervisor
@@ -64,6 +66,7 @@ def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None)
             if now - created < LAUNCH_GRACE_SECONDS:
                 continue
         folder = RunFolder.of(run)
+        vanished = not folder.root.is_dir()  # try_lock makes the folder again
         fd = folder.try_lock()
         if fd is None:
             continue  # its supervisor is alive
@@ -75,11 +78,16 @@ def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None)
         try:
             state = StreamState()
             refused = None
+            tailer = EventTailer(folder.events_file)
             try:
-                ingest(store, run.id, EventTailer(folder.events_file), state)
+                ingest(store, run.id, tailer, state)
             except UnstorableValueError as exc:  # permanent: record it instead of failing every command
                 refused = f"the store refused {exc}"
-            status = finish(store, run.id, folder, state, run.exit_code, attached=False, refused=refused)
+            report_quarantine(tailer, set(), append_log(folder))
+            # the exit code a supervisor persisted before the store failed it at the end of the run
+            code = run.exit_code if run.exit_code is not None else folder.recorded_exit_code()
+            status = finish(store, run.id, folder, state, code, attached=False, refused=refused,
+                            quarantined=tailer.bad_lines, vanished=vanished or None, retry_window=0)
             actions.append(f"run {run.id} ({run.name}): supervisor and training were gone; marked {status}")
         finally:
             os.close(fd)

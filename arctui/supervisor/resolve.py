@@ -139,7 +139,23 @@ def resolve_dataset(key: str, ref: str, version: str) -> tuple[str, str]:
         if re.search(r"_rs\d+\.json$", path):
             hint = f"create it with `arctui data partition --seed 7 --val-size 100 {Path(path).parent}`"
         raise DataError(f"{key}: {path} does not exist; {hint}")
+    check_tasks(key, path)
     return path, version
+
+
+def check_tasks(key: str, path: str) -> None:
+    """Refuse a file or folder that holds no valid ARC tasks (any JSON would pass the existence
+    check, and the run would fail seconds later inside the runner): one line naming what is wrong."""
+    from runner.data import load_tasks
+
+    try:
+        tasks = load_tasks(path)
+    except DataError as exc:
+        raise DataError(f"{key}: {exc}") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DataError(f"{key}: {path} is not a file of ARC tasks ({type(exc).__name__}: {exc})") from None
+    if not tasks:
+        raise DataError(f"{key}: {path} holds no ARC tasks; point it at a task file such as a partition's")
 
 
 def resolve_config(cfg: RunConfig) -> RunConfig:

@@ -10,7 +10,10 @@
   the lock when the process dies, even by ``kill -9``, so "can I take the lock?" is an exact test of
   "is the supervisor gone?", free of pid-reuse races;
 - ``stop-request``: written by ``arctui stop`` (``term`` or ``kill``) so the supervisor can tell a
-  requested stop from a crash.
+  requested stop from a crash;
+- ``exit-code``: the training's exit code, written by the supervisor as soon as it knows it and
+  before any store write, so recovery can record it when the store was down at the end of the run
+  (removed when a new training session starts).
 """
 
 from __future__ import annotations
@@ -63,6 +66,34 @@ class RunFolder:
     @property
     def stop_file(self) -> Path:
         return self.root / "stop-request"
+
+    @property
+    def exit_code_file(self) -> Path:
+        return self.root / "exit-code"
+
+    def write_exit_code(self, code: int) -> bool:
+        """Persist the training's exit code (atomically); False when the folder cannot take it."""
+        tmp = self.root / ".exit-code.tmp"
+        try:
+            tmp.write_text(f"{int(code)}\n")
+            os.replace(tmp, self.exit_code_file)
+        except OSError:
+            return False
+        return True
+
+    def recorded_exit_code(self) -> int | None:
+        """The exit code a supervisor persisted for the current session, if any."""
+        try:
+            text = self.exit_code_file.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if re.fullmatch(r"-?\d{1,6}", text) else None
+
+    def clear_exit_code(self) -> None:
+        try:
+            self.exit_code_file.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def create(self) -> None:
         make_private_dir(self.output_dir)  # new folders 0700: other users must not read runs

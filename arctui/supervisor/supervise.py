@@ -31,7 +31,16 @@ import sys
 import time
 from typing import Any
 
-from arctui.supervisor.outcome import StreamState, final_status, finish, ingest, log
+from arctui.supervisor.outcome import (
+    StreamState,
+    final_status,
+    finish,
+    folder_gone,
+    ingest,
+    log,
+    report_quarantine,
+    with_retries,
+)
 from arctui.supervisor.process import (
     describe_exit,
     free_port,
@@ -68,6 +77,7 @@ class Supervisor:
         # Set when the store refused an event for good (a value it cannot hold): the run ends failed
         # with this reason, its training is stopped, and the ingest is not retried.
         self.refused: str | None = None
+        self.warned: set[int] = set()  # byte offsets of quarantined event lines already logged
 
     # -- entry -------------------------------------------------------------------------------
     def run(self) -> int:
@@ -81,8 +91,10 @@ class Supervisor:
             self.watch(popen=None, pgid=run.pgid, gpu_ids=run.gpu_ids)
             return 0
         if run.status == "running":
-            ingest(self.store, self.run_id, self.tailer, self.state)
-            status = finish(self.store, self.run_id, self.folder, self.state, run.exit_code, attached=True, log=log)
+            self.final_ingest()
+            code = run.exit_code if run.exit_code is not None else self.folder.recorded_exit_code()
+            status = finish(self.store, self.run_id, self.folder, self.state, code, attached=True,
+                            refused=self.refused, quarantined=self.tailer.bad_lines, log=log)
             log(f"training process already gone; recorded {status}")
             return 0
         log(f"run is {run.status}; nothing to supervise")
@@ -110,6 +122,7 @@ class Supervisor:
             except IllegalTransitionError:
                 log("run left the queue before it started")
                 return 0
+        self.folder.clear_exit_code()  # a new session: an earlier session's exit code is history
         try:
             popen = self.spawn_training(cfg, gpu_ids)
         except OSError as exc:
@@ -186,19 +199,36 @@ class Supervisor:
     def ingest_or_retry(self) -> None:
         """Ingest; on a store error (e.g. a database restarting) log it and re-read the whole file
         next time: the store's cursor drops what already landed."""
-        from db.errors import StoreError, UnstorableValueError
+        from db.errors import StoreError
 
         if self.refused is not None:
             return
+        try:
+            self.ingest_once()
+        except StoreError as exc:
+            log(f"store error while ingesting, retrying: {exc}")
+
+    def ingest_once(self) -> None:
+        """One ingest; a store refusal (permanent) is recorded in ``refused``, other store errors are
+        raised after resetting the tailer (the whole file is read again next time)."""
+        from db.errors import StoreError, UnstorableValueError
+
         try:
             ingest(self.store, self.run_id, self.tailer, self.state)
         except UnstorableValueError as exc:
             self.refused = f"the store refused {exc}"
             log(f"{self.refused}; stopping the training, the run ends failed")
-        except StoreError as exc:
-            log(f"store error while ingesting, retrying: {exc}")
+        except StoreError:
             self.tailer = EventTailer(self.folder.events_file)
             self.state = StreamState(latencies=self.state.latencies, ingested=self.state.ingested)
+            raise
+        finally:
+            report_quarantine(self.tailer, self.warned, log)
+
+    def final_ingest(self) -> None:
+        """Everything the runner wrote, retried with backoff on store errors (the end of a run)."""
+        if self.refused is None:
+            with_retries("ingesting the last events", self.ingest_once, log=log)
 
     def watch(self, popen: subprocess.Popen | None, pgid: int, gpu_ids) -> str:
         self.open_sampler(gpu_ids)
@@ -222,6 +252,7 @@ class Supervisor:
                 rc = popen.poll()
                 if rc is not None:
                     code = normalize_returncode(rc)
+                    self.folder.write_exit_code(code)  # before any store write: recovery can use it
                     log(f"accelerate launch ended: {describe_exit(code)}")
             if (popen is None or code is not None) and now >= next_group_check:
                 # Workers may outlive the launcher (they save a checkpoint after SIGTERM).
@@ -235,13 +266,17 @@ class Supervisor:
                             f"the runner's end event; killing it")
                         signal_group(pgid, signal.SIGKILL)
             time.sleep(self.poll)
-        self.ingest_or_retry()
-        self.ingest_or_retry()  # after a store error the first call only reset the tailer
+        self.final_ingest()
+        vanished = folder_gone(self.folder, self.state)
+        if vanished:
+            log(f"the run folder {self.folder.root} disappeared")
         note = None
-        if self.refused is None and final_status(self.state, code, self.folder.stop_request()) == "completed":
+        if self.refused is None and final_status(self.state, code, self.folder.stop_request(),
+                                                 vanished=vanished) == "completed":
             note = self.evaluate_after_training(gpu_ids)
         status = finish(self.store, self.run_id, self.folder, self.state, code, attached=popen is None,
-                        note=note, refused=self.refused, log=log)
+                        note=note, refused=self.refused, quarantined=self.tailer.bad_lines,
+                        vanished=vanished, log=log)
         wall = time.monotonic() - started
         lat = sorted(self.state.latencies)
         lat_text = (f"event-to-store latency p50 {lat[len(lat) // 2] * 1000:.0f} ms, "
@@ -250,7 +285,7 @@ class Supervisor:
             f"{lat_text}; supervisor CPU {(_cpu_seconds() - cpu0) / max(wall, 1e-9) * 100:.2f}% of one core "
             f"over {wall:.1f} s")
         if self.tailer.bad_lines:
-            log(f"skipped {self.tailer.bad_lines} malformed event lines")
+            log(f"quarantined {self.tailer.bad_lines} lines of events.jsonl (not handed to the store)")
         return status
 
 
@@ -263,7 +298,8 @@ class Supervisor:
         (the run is still recorded completed, with that line as its last error)."""
         from arctui.config import config_from_mapping
 
-        run = self.store.get_run(self.run_id)
+        run = with_retries("reading the run before its evaluation", lambda: self.store.get_run(self.run_id),
+                           log=log)
         try:
             cfg = config_from_mapping(run.config, source=f"run {run.id}", validate=False)
         except Exception as exc:  # a config stored by an older arctui; training is done anyway
@@ -288,7 +324,8 @@ class Supervisor:
             return "evaluation after training skipped: a stop was requested"
         last_step = self.state.end.get("step") if self.state.end else None
         if not isinstance(last_step, int):
-            last_step = self.store.get_summary(self.run_id).last_step
+            last_step = with_retries("reading the last step", lambda: self.store.get_summary(self.run_id),
+                                     log=log).last_step
         device = "cuda" if gpu_ids else "cpu"
         request = EvalRequest.from_config(cfg.eval_options, device=device)
         next_gpu = 0.0

@@ -9,4 +9,9 @@ injects one fault through the public API or the real CLI (SQLite and PostgreSQL)
 | `--where` with 3000 nested parentheses or 5000 terms | test_where_limits | one `FilterError` line (depth 20, 500 comparisons), exit 2 |
 | a planted pickle in a checkpoint | test_checkpoint_pickle | never executed; refused with one line (older checkpoint) or ignored (JSON RNG state) |
 | a permissive umask on a shared machine | test_permissions | `$ARCTUI_HOME` and run folders 0700, SQLite file 0600; existing ones untouched |
+| a stray line with a high `seq` in events.jsonl; a torn line with a real event appended; lines off the schema | test_event_stream | every valid line stored once (20/20 steps and the `end`; cursor = the runner's last seq); the bad line quarantined: a warning in `supervisor.log`, "N line(s) of events.jsonl quarantined" in `last_error` (`arctui show`); a resumed runner's `start` after a stray seq accepted |
+| the run folder deleted mid-run (trainer exits 0 without an `end`) | test_vanished_folder | `failed`, `last_error` "run folder disappeared (...)", live supervisor and recovery alike |
+| store errors at the end of a run (ingest, `set_status`) | test_end_of_run_store | retried with backoff: status and exit code recorded, no point lost; past the retry window the supervisor exits, `exit-code` in the run folder holds the code and recovery records it |
+| a JSON dataset without ARC tasks; a YAML config with a key twice | test_launch_validation | one `arctui: error:` line, exit 2, no run folder, no run |
+| a failed run resumed to completion | test_stale_error | `completed` with no `last_error`; `--where 'error~OLD'` no longer matches; the `error` event kept |
 """

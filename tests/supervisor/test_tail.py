@@ -4,7 +4,7 @@ from arctui.supervisor.tail import EventTailer, batches
 
 
 def line(seq, **fields):
-    return (json.dumps({"seq": seq, "time": 1.0, "event": "step", **fields}) + "\n").encode()
+    return (json.dumps({"seq": seq, "time": 1.0, "event": "step", "step": seq, **fields}) + "\n").encode()
 
 
 def test_reads_only_complete_lines_and_resumes_from_offset(tmp_path):
