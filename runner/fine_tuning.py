@@ -628,6 +628,11 @@ class Run:
         from runner.training_data import collate, plan_micro_batches
 
         cfg, acc = self.cfg, self.accelerator
+        oom_at = os.environ.get("ARCTUI_TEST_OOM_AT_STEP")  # test hook (docs/events.md): an injected CUDA OOM
+        if oom_at and self.step + 1 == int(oom_at):
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate 2.00 GiB (injected by ARCTUI_TEST_OOM_AT_STEP={oom_at})"
+            )
         plan = plan_micro_batches(
             batch, cfg.per_device_train_batch_size, acc.num_processes, acc.process_index,
             group_by_length=cfg.group_by_length,
