@@ -23,12 +23,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from arctui.supervisor.process import describe_exit
+from arctui.supervisor.process import describe_exit, killed_by
 from arctui.supervisor.runfolder import RunFolder, tail_lines
 from arctui.supervisor.tail import EventTailer, batches
 
 BATCH_EVENTS = 500
 # "fine_tuning: error: ..." (a UserError) or the last line of a Python traceback.
+# How a worker's death by signal reads in accelerate's output: its simple launcher's
+# CalledProcessError ("died with <Signals.SIGKILL: 9>") and torch elastic's summary ("exitcode: -9").
+SIGNAL_DEATH = re.compile(r"died with <Signals\.(SIG[A-Z0-9]+): \d+>|exitcode\s*:\s*-(\d+)")
 ERROR_LINE = re.compile(r"^(\w+: error: .+|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*)$")
 FINAL_STATUSES_FROM_RUNNER = ("completed", "stopped", "failed")
 FOLDER_GONE = "run folder disappeared"
@@ -149,6 +152,7 @@ def error_text(state: StreamState, folder: RunFolder, code: int | None, lines: i
         tb = [str(x) for x in (state.error.get("traceback") or [])][-lines:]
         return "\n".join([head, *tb]) if tb else head
     tail = tail_lines(folder.log_file, 60)
+    died = _signal_death(tail)
     # accelerate's launcher re-raises the worker's exit as its own traceback, which buries the
     # runner's one-line "fine_tuning: error: ..." message: keep the log up to that traceback.
     for i in range(len(tail) - 1, -1, -1):
@@ -157,7 +161,23 @@ def error_text(state: StreamState, folder: RunFolder, code: int | None, lines: i
             break
     head = next((x for x in reversed(tail) if ERROR_LINE.match(x)), None)
     shown = tail[-lines:]
+    if head is None and died is not None:
+        # The launcher itself exits 1 when its worker is killed: say what killed the worker.
+        head = f"the training process was {killed_by(died)}"
     return "\n".join([head or describe_exit(code), *(x for x in shown if x != head)])
+
+
+def _signal_death(lines: list[str]) -> str | None:
+    """The signal that killed a training worker, as accelerate reported it in the log, or None."""
+    import signal
+
+    for line in reversed(lines):
+        found = SIGNAL_DEATH.search(line)
+        if found and found.group(1):
+            return found.group(1)
+        if found and int(found.group(2)) in signal.Signals._value2member_map_:
+            return signal.Signals(int(found.group(2))).name
+    return None
 
 
 def final_status(state: StreamState, code: int | None, stop_request: str | None,

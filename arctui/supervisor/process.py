@@ -56,8 +56,15 @@ def describe_exit(code: int | None) -> str:
     if code is None:
         return "exit status unknown"
     if code > 128 and code - 128 in signal.Signals._value2member_map_:
-        return f"killed by {signal.Signals(code - 128).name} (exit {code})"
+        return f"{killed_by(signal.Signals(code - 128).name)} (exit {code})"
     return f"exit code {code}"
+
+
+def killed_by(signal_name: str) -> str:
+    """"killed by SIGNAL", with the likely cause for SIGKILL: the kernel's OOM killer sends it."""
+    if signal_name == "SIGKILL":
+        return "killed by SIGKILL (out of memory? `dmesg` tells)"
+    return f"killed by {signal_name}"
 
 
 def free_port() -> int:

@@ -62,8 +62,28 @@ def test_error_text_digs_the_runners_line_out_of_accelerates_traceback(tmp_path)
 def test_error_text_without_any_error_line_names_the_exit(tmp_path):
     folder = RunFolder(tmp_path)
     folder.log_file.write_text("step 1\r step 2\r step 3\n\n")
-    assert error_text(StreamState(), folder, 137).splitlines() == ["killed by SIGKILL (exit 137)", " step 3"]
+    assert error_text(StreamState(), folder, 137).splitlines() == [
+        "killed by SIGKILL (out of memory? `dmesg` tells) (exit 137)", " step 3"]
     assert tail_lines(tmp_path / "missing.log") == []
+
+
+@pytest.mark.parametrize(
+    "launcher_line",
+    [
+        "subprocess.CalledProcessError: Command '['/venv/bin/python', '-m', 'runner.fine_tuning']' "
+        "died with <Signals.SIGKILL: 9>.",
+        "  exitcode  : -9 (pid: 4242)",
+    ],
+)
+def test_a_worker_killed_by_sigkill_is_named_not_the_launchers_exit_1(tmp_path, launcher_line):
+    # What the OOM killer leaves: the worker dies by SIGKILL and accelerate's launcher exits 1.
+    folder = RunFolder(tmp_path)
+    folder.log_file.write_text(
+        "step 3\nTraceback (most recent call last):\n"
+        '  File "/venv/lib/python3.11/site-packages/accelerate/commands/launch.py", line 1, in launch\n'
+        f"{launcher_line}\n")
+    first = error_text(StreamState(), folder, 1).splitlines()[0]
+    assert first == "the training process was killed by SIGKILL (out of memory? `dmesg` tells)"
 
 
 def test_exit_codes_and_groups():
