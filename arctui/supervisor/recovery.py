@@ -18,6 +18,7 @@ import os
 import socket
 import time
 from datetime import UTC
+from pathlib import Path
 
 from arctui.supervisor.outcome import StreamState, append_log, finish, ingest, report_quarantine
 from arctui.supervisor.process import group_alive
@@ -49,6 +50,19 @@ def _training_alive(run) -> bool:
     return group_alive(run.pgid)
 
 
+def supervisor_alive(pid: int | None, run_id: int) -> bool:
+    """Whether ``pid`` is a live ``python -m arctui.supervisor RUN_ID`` process: the lock file is the
+    first test of liveness, this the second (a deleted lock must not give a run two supervisors)."""
+    if not pid:
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False  # gone (or not Linux: then the lock alone decides, as before)
+    args = [a.decode(errors="replace") for a in argv if a]
+    return any(args[i:i + 3] == ["-m", "arctui.supervisor", str(run_id)] for i in range(len(args)))
+
+
 def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None) -> list[str]:
     """Repair orphaned runs; returns one line per action taken."""
     host = socket.gethostname()
@@ -70,6 +84,9 @@ def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None)
         fd = folder.try_lock()
         if fd is None:
             continue  # its supervisor is alive
+        if supervisor_alive(run.supervisor_pid, run.id):
+            os.close(fd)  # the lock file was deleted under a live supervisor: it still watches the run
+            continue
         if run.status == "queued" or (run.status == "running" and _training_alive(run)):
             spawn_supervisor(run.id, db_url, folder, lock_fd=fd)
             what = "re-attached to its training process" if run.status == "running" else "back in the queue"

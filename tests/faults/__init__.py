@@ -14,4 +14,5 @@ injects one fault through the public API or the real CLI (SQLite and PostgreSQL)
 | store errors at the end of a run (ingest, `set_status`) | test_end_of_run_store | retried with backoff: status and exit code recorded, no point lost; past the retry window the supervisor exits, `exit-code` in the run folder holds the code and recovery records it |
 | a JSON dataset without ARC tasks; a YAML config with a key twice | test_launch_validation | one `arctui: error:` line, exit 2, no run folder, no run |
 | a failed run resumed to completion | test_stale_error | `completed` with no `last_error`; `--where 'error~OLD'` no longer matches; the `error` event kept |
+| `supervisor.lock` deleted under a live supervisor | tests/supervisor/test_deleted_lock | no second supervisor: recovery also checks the recorded pid runs `python -m arctui.supervisor RUN_ID` |
 """
