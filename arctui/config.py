@@ -553,25 +553,31 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML config file, apply ``--set key=value`` overrides, validate everything."""
-    path = Path(path)
+def read_yaml_file(path: Path, what: str, examples: str) -> Any:
+    """The data of the YAML file ``path`` (a repeated key refused), or a one-line ConfigError that
+    names ``what`` the file is and where ``examples`` of it are. Run configs and study files both."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; see configs/ for examples") from None
+        raise ConfigError(f"{what} {path} does not exist; see {examples} for examples") from None
     except IsADirectoryError:
-        raise ConfigError(f"config {path} is a folder; pass a YAML file such as configs/tiny-cpu.yaml") from None
+        raise ConfigError(f"{what} {path} is a folder; pass a YAML file such as those in {examples}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
     try:
-        data = load_yaml(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         fix = "" if "appears twice" in problem else "; fix the YAML syntax"
-        raise ConfigError(f"config {path}{where}: {problem}{fix}") from None
+        raise ConfigError(f"{what} {path}{where}: {problem}{fix}") from None
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config file, apply ``--set key=value`` overrides, validate everything."""
+    path = Path(path)
+    data = read_yaml_file(path, "config", "configs/")
     if data is None:
         raise ConfigError(f"config {path} is empty; it needs at least model_path and train_datasets")
     cfg = config_from_mapping(data, source=str(path), validate=False)

@@ -4,7 +4,7 @@
     for variant in study.variants:
         variant.name, variant.overrides, variant.config      # config: a validated RunConfig
 
-The YAML (read with ``yaml.safe_load``; nothing is evaluated)::
+The YAML (read as safely as run configs: nothing is evaluated, a repeated key is refused)::
 
     name: iteration33               # optional; default the file's stem
     notes: free text                # optional
@@ -40,9 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from arctui.config import NAME_RE, RunConfig, config_from_mapping
+from arctui.config import NAME_RE, RunConfig, config_from_mapping, read_yaml_file
 from runner.errors import ConfigError
 
 STUDY_KEYS = ("name", "notes", "base", "overrides", "variants", "matrix", "exclude", "max_parallel", "gpus")
@@ -100,21 +98,8 @@ def _fail(source: str, message: str) -> ConfigError:
 
 
 def _read_yaml(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist; see configs/studies/ for examples") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path} is a folder; pass a YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{what} {path}{where}: {problem}; fix the YAML syntax") from None
+    # The run configs' reader: the same messages, and a repeated key refused in study files too.
+    return read_yaml_file(path, what, "configs/studies/")
 
 
 def _base_path(ref: str, study_dir: Path | None) -> Path:

@@ -134,6 +134,13 @@ def test_missing_base_file_and_bad_yaml(tmp_path):
         load_study(tmp_path / "none.yaml")
 
 
+def test_a_repeated_key_in_a_study_file_is_refused_like_in_a_run_config(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("base: base.yaml\nvariants: [{name: a}]\nvariants: [{name: b}]\n")
+    with pytest.raises(ConfigError, match="key 'variants' appears twice"):
+        load_study(path)
+
+
 def test_shipped_studies_parse():
     seed = load_study(REPO_ROOT / "configs" / "studies" / "iteration33.yaml")
     assert [v.name for v in seed.variants] == ["01_baseline", "02_bs2", "03_1gpu", "04_1gpu_2048msl",
