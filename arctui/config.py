@@ -26,13 +26,9 @@ from typing import Any
 import yaml
 
 from runner.errors import ConfigError
-from runner.flags import (  # noqa: F401 - DEVICE_MAPS & co. stay importable from here
-    DEVICE_MAPS,
+from runner.flags import (
     FLAGS,
-    LR_SCHEDULERS,
-    TORCH_DTYPES,
     Flag,
-    FlagError,
     check_flags,
     check_value,
     flags,

@@ -56,11 +56,8 @@ from typing import Any
 from runner.cli_args import OneLineArgumentParser
 from runner.errors import ConfigError, UserError
 from runner.events import EventWriter
-from runner.flags import (  # noqa: F401 - the choices stay importable from here
-    DEVICE_MAPS,
+from runner.flags import (
     FLAGS,
-    LR_SCHEDULERS,
-    TORCH_DTYPES,
     Flag,
     FlagError,
     check_flags,

@@ -185,12 +185,22 @@ def test_argv_parses_with_the_runner_and_keys_match_its_flags():
 
 
 def test_choices_agree_with_the_runner():
-    from arctui import config
-    from runner import fine_tuning
+    # Both sides derive their choices from runner.flags: every choice the config accepts, the runner's
+    # parser accepts, and a value outside them is refused by both.
+    from arctui.config import parse_value
+    from runner.fine_tuning import parse_config
+    from runner.flags import DEVICE_MAPS, LR_SCHEDULERS, TORCH_DTYPES
 
-    assert set(config.DEVICE_MAPS) == set(fine_tuning.DEVICE_MAPS)
-    assert set(config.TORCH_DTYPES) == set(fine_tuning.TORCH_DTYPES)
-    assert set(config.LR_SCHEDULERS) == set(fine_tuning.LR_SCHEDULERS)
+    required = ["--output_dir", "/o", "--train_datasets", "t.json", "output-from-examples-v1"]
+    for key, choices in (("device_map", DEVICE_MAPS), ("torch_dtype", TORCH_DTYPES),
+                         ("lr_scheduler_type", LR_SCHEDULERS)):
+        for choice in choices:
+            assert parse_value(key, choice) == choice
+            assert getattr(parse_config([*required, f"--{key}", choice]), key) == choice
+        with pytest.raises(ConfigError):
+            parse_value(key, "not-a-choice")
+        with pytest.raises(ConfigError):
+            parse_config([*required, f"--{key}", "not-a-choice"])
 
 
 def test_eval_after_training_options_are_typed_and_not_runner_flags():
