@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from arctui.supervisor.runfolder import try_flock
 from runner.paths import arctui_home
 
 POLL_SECONDS = 0.5
@@ -112,18 +113,8 @@ def _scheduler_lock_path(study_id: int) -> Path:
     return studies_dir() / f"{study_id}.scheduler.lock"
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def scheduler_alive(study_id: int) -> bool:
-    fd = _try_lock(_scheduler_lock_path(study_id))
+    fd = try_flock(_scheduler_lock_path(study_id))
     if fd is None:
         return True
     os.close(fd)
@@ -135,7 +126,7 @@ def ensure_scheduler(study_id: int, db_url: str | None) -> bool:
     from arctui.supervisor.spawn import python_env
     from runner.paths import default_db_url
 
-    fd = _try_lock(_scheduler_lock_path(study_id))
+    fd = try_flock(_scheduler_lock_path(study_id))
     if fd is None:
         return False
     env = python_env(ARCTUI_DB=db_url or default_db_url(), ARCTUI_HOME=str(arctui_home()))
@@ -178,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from db.store import RunStore
 
-    fd = args.lock_fd if args.lock_fd is not None else _try_lock(_scheduler_lock_path(args.study_id))
+    fd = args.lock_fd if args.lock_fd is not None else try_flock(_scheduler_lock_path(args.study_id))
     if fd is None:
         print(f"another scheduler runs study {args.study_id}; exiting", flush=True)
         return 0

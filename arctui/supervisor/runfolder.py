@@ -121,13 +121,7 @@ class RunFolder:
     def try_lock(self) -> int | None:
         """Take the supervisor lock without waiting; the open fd holds it, or None if someone has it."""
         make_private_dir(self.root)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return fd
+        return try_flock(self.lock_file)
 
     def supervisor_alive(self) -> bool:
         """True while some process holds the supervisor lock."""
@@ -156,3 +150,16 @@ def tail_lines(path: Path, n: int = 20, max_bytes: int = 64 * 1024) -> list[str]
         if line.strip():
             lines.append(line)
     return lines[-n:]
+
+
+def try_flock(path: Path) -> int | None:
+    """Take an exclusive ``flock`` on ``path`` (created if missing) without waiting: the open fd holds
+    it until closed or the process dies, or None when another process holds it. Liveness for
+    supervisors and study schedulers alike."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
