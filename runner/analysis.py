@@ -66,10 +66,10 @@ def load_tokenizer(path: str | os.PathLike):
         raise ModelError(
             f"tokenizer folder {str(path)!r} does not exist; give a local model folder (e.g. from `arctui models demo`)"
         )
-    from transformers import AutoTokenizer
+    from runner.modelzoo import load_tokenizer as load_model_tokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return load_model_tokenizer(folder, local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(

@@ -2,7 +2,8 @@
 
 A task is the plain dict ``{"train": [{"input": G, "output": G}, ...], "test": [{"input": G,
 "output": G}, ...]}``; pool tasks (RE-ARC style) hold many samples in ``"train"`` and carry
-``"n_train": k``. ``load_tasks`` accepts:
+``"n_train": k``. A task may also carry ``"code"``: Python source of the transformation, which the
+code prompt versions (``code-from-examples-*``, ``output-from-code-v0``) need. ``load_tasks`` accepts:
 
 - a JSON file mapping task id -> task (test outputs included), e.g. the partition files below;
 - a Kaggle ``*_challenges.json``, merged with its sibling ``*_solutions.json`` when present;
@@ -76,9 +77,11 @@ def validate_task(task: object, task_id: str, source: str, *, require_test_outpu
     """Raise :class:`DataError` naming the source, task id and sample if ``task`` is malformed."""
     if not isinstance(task, dict):
         raise _fail(source, task_id, "", "is not an object with 'train' and 'test'")
-    unknown = set(task) - {"train", "test", "n_train", "name"}
+    unknown = set(task) - {"train", "test", "n_train", "name", "code"}
     if unknown:
         raise _fail(source, task_id, "", f"has unknown keys {sorted(unknown)}")
+    if "code" in task and (not isinstance(task["code"], str) or not task["code"].strip()):
+        raise _fail(source, task_id, "code", "is not a non-empty string of Python source")
     train = task.get("train")
     if not isinstance(train, list) or not train:
         raise _fail(source, task_id, "train", "needs a non-empty list of examples")
@@ -122,8 +125,9 @@ def _copy_task(task: Task) -> Task:
     for split in ("train", "test"):
         if split in task:
             out[split] = [{key: [row[:] for row in grid] for key, grid in s.items()} for s in task[split]]
-    if "n_train" in task:
-        out["n_train"] = task["n_train"]
+    for key in ("n_train", "code"):
+        if key in task:
+            out[key] = task[key]
     return out
 
 
@@ -298,7 +302,10 @@ def sample_pool_task(task: Task, rng: object) -> Task:
     k = task["n_train"]
     drawn = rng.sample(range(len(task["train"])), k + 1)
     samples = [task["train"][i] for i in drawn]
-    return _copy_task({"train": samples[:k], "test": samples[k:]})
+    drawn_task = {"train": samples[:k], "test": samples[k:]}
+    if "code" in task:
+        drawn_task["code"] = task["code"]
+    return _copy_task(drawn_task)
 
 
 # ----------------------------------------------------------------------------------------------------

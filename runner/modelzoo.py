@@ -184,6 +184,40 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
     return out
 
 
+# Pad tokens to use, in order, when a tokenizer pads with its end-of-turn token (or not at all).
+PAD_CANDIDATES = (END_OF_TEXT, "<|finetune_right_pad_id|>", "<|pad|>", "<pad>")
+
+
+def prepare_tokenizer(tokenizer):
+    """Give ``tokenizer`` a pad token that is not its end-of-turn token; returns it.
+
+    arc24's collator drops every position that holds the pad id from the loss, so a pad equal to the
+    end-of-turn token (SmolLM2's published tokenizer pads with ``<|im_end|>``) would silently stop the
+    model learning to end its answer; arc24 sets SmolLM's pad to ``<|endoftext|>``, and so does this,
+    for training and evaluation alike. Tokenizers that already pad with another token are left alone.
+    """
+    end_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)} - {None, tokenizer.unk_token_id}
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in end_ids:
+        return tokenizer
+    vocab = tokenizer.get_vocab()
+    for candidate in (*PAD_CANDIDATES, tokenizer.unk_token):
+        if candidate in vocab and vocab[candidate] not in end_ids:
+            tokenizer.pad_token = candidate
+            return tokenizer
+    if tokenizer.pad_token_id is None:
+        # No spare token: padding positions carry no labels and no attention, so any id works.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_tokenizer(path: str | os.PathLike, **kwargs):
+    """``AutoTokenizer.from_pretrained(path)`` made ready for training and evaluation
+    (:func:`prepare_tokenizer`): the one way the runner loads a model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(str(path), **kwargs))
+
+
 def validate_model_dir(path: str | os.PathLike) -> None:
     """Raise :class:`ModelError` unless ``path`` holds a model config and a tokenizer."""
     folder = Path(path)

@@ -1,42 +1,71 @@
-"""Prompts: an ARC task as chat text the model trains on or completes.
+"""Prompts: an ARC task as chat text the model trains on or completes, as arc24 writes it.
 
-Four prompt versions (``PROMPT_VERSIONS``). The output versions show the train pairs as
-``## Example k`` / ``### Input`` / grid / ``### Output`` / grid and then ``## Test case`` /
-``### Input`` / grid; the answer (assistant turn) is ``### Output\\n\\n<grid>``. The generative
-versions list only inputs (or outputs) as ``## Grid example k`` and the answer is ``## New grid\\n\\n<grid>``.
+The versions of ``ARC24_VERIFIED_VERSIONS`` are byte-for-byte arc24's (checked against
+``../shared/compat/arc24/prompts.jsonl`` by ``tests/compat/test_prompts.py``). The output versions
+show the train pairs as ``## Example k`` / ``### Input`` / grid / ``### Output`` / grid and then
+``## Test case`` / ``### Input`` / grid, the user message ending right after the test grid; the answer
+(assistant turn) is ``### Output\\n\\n<grid>``. The generative versions list only inputs (or outputs) as
+``## Grid example k`` and the answer is ``## New grid\\n\\n<grid>``.
+
+The other versions (select, verify, code) are arctui's own templates for arc24's version names; their
+text is not verified against arc24 (``docs/compat.md``). The code versions need tasks with a ``code``
+field (:func:`check_task_for_version`).
 
 Text is rendered with the tokenizer's own chat template (``tokenizer.apply_chat_template``); this
-module never imports transformers, the caller passes the tokenizer in.
+module never imports transformers, the caller passes the tokenizer in. The supervised part of a
+training text (:attr:`Prompt.answer`) is everything after the assistant header's name, as arc24's
+completion-only collator has it for ChatML: the newline, the answer, the end-of-turn token and the
+newline the template writes after it.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
-from runner.encoders import GridEncoder, answer_prefix_for
+from runner.encoders import FENCE_OPEN, GridEncoder, answer_prefix_for
 from runner.errors import ConfigError, DataError, ModelError
 
-PROMPT_VERSIONS = (
+# The versions whose text arc24's reference outputs pin down.
+ARC24_VERIFIED_VERSIONS = (
     "output-from-examples-v0",
     "output-from-examples-v1",
     "input-from-inputs-v0",
     "output-from-outputs-v0",
 )
+# Versions that judge proposed outputs: trained on the task without the train/test swap (as arc24).
+JUDGE_PROMPT_VERSIONS = ("select-output-from-examples-v0", "verify-output-from-examples-v0")
+CODE_FROM_EXAMPLES_VERSIONS = tuple(f"code-from-examples-v{k}" for k in range(4))
+# Versions whose tasks must carry Python source in a "code" field.
+CODE_PROMPT_VERSIONS = (*CODE_FROM_EXAMPLES_VERSIONS, "output-from-code-v0")
+PROMPT_VERSIONS = (*ARC24_VERIFIED_VERSIONS, *JUDGE_PROMPT_VERSIONS, *CODE_PROMPT_VERSIONS)
 DEFAULT_PROMPT_VERSION = "output-from-examples-v1"
+DEFAULT_VERIFY_CORRECT_OUTPUT_PROBABILITY = 0.5
+SELECT_CANDIDATES = 3
 
-SYSTEM_PROMPT_V0 = """You are a helpful AI assistant. Your job is to solve tasks from the Abstraction and Reasoning Challenge (ARC).
-The user will present you with sample input and output grids for each task.
-Your job will be to understand the transformation between the input and the output and apply it to the last input grid given by the user.
-The puzzle-like inputs and outputs present a grid where each square can be one of ten colors. A grid can be any height or width between 1x1 and 30x30.
-The background of the grid is typically colored with 0.
-The tasks from ARC are based on the following priors:
-
-- Objectness: Objects persist and cannot appear or disappear without reason. Objects can interact or not depending on the circumstances.
-- Goal-directed: Objects can be animate or inanimate. Some objects are "agents" - they have intentions and they pursue goals.
-- Numbers & counting: Objects can be counted or sorted by their shape, appearance, or movement using basic mathematics like addition, subtraction, and comparison.
-- Basic geometry & topology: Objects can be shapes like rectangles, triangles, and circles which can be mirrored, rotated, translated, deformed, combined, repeated, etc. Differences in distances can be detected.
-
-The transformations between input and output should be based on these priors."""
+# arc24's text: three lines end with a space and the prompt ends with a newline (escaped inside the
+# literals, so no editor strips them).
+SYSTEM_PROMPT_V0 = (
+    "You are a helpful AI assistant. Your job is to solve tasks from the Abstraction and Reasoning Challenge (ARC). \n"
+    "The user will present you with sample input and output grids for each task. \n"
+    "Your job will be to understand the transformation between the input and the output and apply it to the last "
+    "input grid given by the user. \n"
+    "The puzzle-like inputs and outputs present a grid where each square can be one of ten colors. A grid can be "
+    "any height or width between 1x1 and 30x30.\n"
+    "The background of the grid is typically colored with 0.\n"
+    "The tasks from ARC are based on the following priors:\n"
+    "\n"
+    "- Objectness: Objects persist and cannot appear or disappear without reason. Objects can interact or not "
+    "depending on the circumstances.\n"
+    '- Goal-directed: Objects can be animate or inanimate. Some objects are "agents" - they have intentions and '
+    "they pursue goals.\n"
+    "- Numbers & counting: Objects can be counted or sorted by their shape, appearance, or movement using basic "
+    "mathematics like addition, subtraction, and comparison.\n"
+    "- Basic geometry & topology: Objects can be shapes like rectangles, triangles, and circles which can be "
+    "mirrored, rotated, translated, deformed, combined, repeated, etc. Differences in distances can be detected.\n"
+    "\n"
+    "The transformations between input and output should be based on these priors.\n"
+)
 
 INTRO_V0 = "Let's see if you can solve this simple ARC task. These are some input-output grid examples that define the task."
 
@@ -47,12 +76,26 @@ Below there are some input-output grid examples that define the task.
 Your job is to understand the transformation between the input and the output and apply it to the test input grid.
 The transformations are always based on the following priors: objectness, goal-directed, numbers & counting, and basic geometry & topology."""
 
-INTRO_GENERATIVE = (
-    "Let's see if you can generate a new grid from the same distribution as these grid examples."
-)
+# arc24 uses this intro for both generative versions ("input grids" for output-from-outputs too).
+INTRO_GENERATIVE = """Your task is to create a new grid that follows the same distribution as the input grids from the Abstraction and Reasoning Challenge (ARC).
+Below there are some grid examples, please create a new and different grid that follows the same distribution."""
+
+# arctui's own templates (not verified against arc24's text).
+INTRO_VERIFY = """Let's see if you can verify the solution of this simple Abstraction and Reasoning Challenge (ARC) task.
+Below there are some input-output grid examples that define the task, then a test input and a proposed output.
+Your job is to say whether the proposed output is the correct output for the test input: answer yes or no."""
+INTRO_SELECT = """Let's see if you can select the solution of this simple Abstraction and Reasoning Challenge (ARC) task.
+Below there are some input-output grid examples that define the task, then a test input and some candidate outputs.
+Your job is to say which candidate is the correct output for the test input: answer with its number."""
+INTRO_CODE = """Let's see if you can write the code that solves this simple Abstraction and Reasoning Challenge (ARC) task.
+Below there are some input-output grid examples that define the task.
+Your job is to write a Python function `transform(grid)` that turns every input grid into its output grid."""
+INTRO_OUTPUT_FROM_CODE = """Below there is a Python function `transform(grid)` that transforms grids of the Abstraction and Reasoning Challenge (ARC).
+Your job is to apply it to the input grid and write the output grid."""
 
 OUTPUT_HEADER = "### Output\n\n"
 NEW_GRID_HEADER = "## New grid\n\n"
+VERIFY_ANSWERS = ("yes", "no")
 
 
 @dataclass(frozen=True)
@@ -61,8 +104,9 @@ class Conversation:
 
     system: str
     user: str
-    answer: str  # assistant turn content: header + encoded grid
+    answer: str  # assistant turn content: header + encoded grid (or the judgement, or the code)
     answer_header: str  # the part of ``answer`` before the grid
+    grid_answer: bool = True  # whether the answer is an encoded grid (inference prompts then open it)
 
     def messages(self, *, with_answer: bool = True) -> list[dict[str, str]]:
         out = [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
@@ -73,7 +117,10 @@ class Conversation:
 
 @dataclass(frozen=True)
 class Prompt:
-    """``prompt`` is the templated text up to the answer; ``prompt + answer`` is the training text."""
+    """A training text split where supervision starts: ``prompt`` (labels -100) + ``answer`` (trained).
+
+    ``answer`` begins right after the assistant header's name (ChatML: the ``\\n`` after
+    ``<|im_start|>assistant``) and ends with what the template writes after the end-of-turn token."""
 
     task_id: str
     test_index: int
@@ -83,9 +130,11 @@ class Prompt:
 
 @dataclass(frozen=True)
 class InferencePrompt:
-    """A prompt that ends inside the assistant turn where the grid starts.
+    """A prompt that ends inside the assistant turn where the answer starts (after "```grid" when
+    the answer is a grid, whatever the encoder, as arc24).
 
-    The model's continuation decodes as ``answer_prefix + generated text``."""
+    The model's continuation decodes as ``answer_prefix + generated text``: the prefix is the fence
+    for encoders that write one, empty otherwise."""
 
     task_id: str
     test_index: int
@@ -101,36 +150,117 @@ def check_prompt_version(prompt_version: str) -> str:
     return prompt_version
 
 
+def check_task_for_version(task: dict, prompt_version: str, *, task_id: str = "", source: str = "") -> None:
+    """DataError when ``prompt_version`` needs something ``task`` lacks (the code versions: ``code``)."""
+    if prompt_version in CODE_PROMPT_VERSIONS and not task.get("code"):
+        where = f"{source}: " if source else ""
+        raise DataError(
+            f"{where}task {task_id or '?'} has no 'code' field, which prompt version {prompt_version} needs; "
+            "use tasks that carry their Python source in 'code' or another prompt version"
+        )
+
+
+def _examples(samples: list[dict], encode) -> list[str]:
+    return [
+        f"## Example {k}\n\n### Input\n\n{encode(s['input'])}\n\n### Output\n\n{encode(s['output'])}"
+        for k, s in enumerate(samples, start=1)
+    ]
+
+
+def _recolored(grid: list[list[int]], rng: random.Random) -> list[list[int]]:
+    """``grid`` with one cell changed to another colour: a wrong output close to the right one."""
+    out = [row[:] for row in grid]
+    r, c = rng.randrange(len(out)), rng.randrange(len(out[0]))
+    out[r][c] = rng.choice([v for v in range(10) if v != out[r][c]])
+    return out
+
+
+def wrong_outputs(task: dict, test_index: int, rng: random.Random, n: int) -> list[list[list[int]]]:
+    """``n`` distinct grids that are not test ``test_index``'s output: the task's other outputs first
+    (in a seeded order), then copies of the right output with one cell recoloured."""
+    correct = task["test"][test_index]["output"]
+    others = [s["output"] for s in task["train"] + task["test"] if "output" in s]
+    rng.shuffle(others)
+    found: list[list[list[int]]] = []
+    for grid in others:
+        if grid != correct and grid not in found:
+            found.append(grid)
+    while len(found) < n:
+        grid = _recolored(correct, rng)
+        if grid not in found:
+            found.append(grid)
+    return found[:n]
+
+
+def _judge_rng(task: dict, test_index: int, prompt_version: str) -> random.Random:
+    """A fixed generator for prompts built without one (validation, inference): same task, same prompt."""
+    return random.Random(f"{prompt_version}/{test_index}/{task['test'][test_index]['input']}")
+
+
 def build_conversation(
-    task: dict, test_index: int, grid_encoder: GridEncoder, prompt_version: str
+    task: dict,
+    test_index: int,
+    grid_encoder: GridEncoder,
+    prompt_version: str,
+    *,
+    rng: random.Random | None = None,
+    verify_correct_output_probability: float = DEFAULT_VERIFY_CORRECT_OUTPUT_PROBABILITY,
 ) -> Conversation:
-    """The system, user and answer texts for test sample ``test_index`` of ``task``."""
+    """The system, user and answer texts for test sample ``test_index`` of ``task``.
+
+    ``rng`` draws what the select and verify versions show (the candidates; whether the proposed
+    output is the right one, with probability ``verify_correct_output_probability``); without it
+    they are fixed per task and test sample."""
     check_prompt_version(prompt_version)
     tests = task.get("test") or []
     if not 0 <= test_index < len(tests):
         raise DataError(f"test index {test_index} is out of range; the task has {len(tests)} test sample(s)")
+    check_task_for_version(task, prompt_version)
     test = tests[test_index]
     encode = grid_encoder.to_text
     if prompt_version.startswith("output-from-examples"):
         system, intro = (
             (SYSTEM_PROMPT_V0, INTRO_V0) if prompt_version.endswith("v0") else (SYSTEM_PROMPT_V1, INTRO_V1)
         )
-        parts = [intro]
-        for k, sample in enumerate(task["train"], start=1):
-            parts.append(
-                f"## Example {k}\n\n### Input\n\n{encode(sample['input'])}\n\n### Output\n\n{encode(sample['output'])}"
-            )
-        parts.append(f"## Test case\n\n### Input\n\n{encode(test['input'])}")
+        parts = [intro, *_examples(task["train"], encode), f"## Test case\n\n### Input\n\n{encode(test['input'])}"]
         answer_grid = encode(test["output"]) if "output" in test else ""
-        return Conversation(system, "\n\n".join(parts) + "\n", OUTPUT_HEADER + answer_grid, OUTPUT_HEADER)
-    key = "input" if prompt_version == "input-from-inputs-v0" else "output"
-    parts = [INTRO_GENERATIVE]
-    for k, sample in enumerate(task["train"], start=1):
-        parts.append(f"## Grid example {k}\n\n{encode(sample[key])}")
-    answer_grid = encode(test[key]) if key in test else ""
-    return Conversation(
-        SYSTEM_PROMPT_V1, "\n\n".join(parts) + "\n", NEW_GRID_HEADER + answer_grid, NEW_GRID_HEADER
-    )
+        return Conversation(system, "\n\n".join(parts), OUTPUT_HEADER + answer_grid, OUTPUT_HEADER)
+    if prompt_version in ("input-from-inputs-v0", "output-from-outputs-v0"):
+        key = "input" if prompt_version == "input-from-inputs-v0" else "output"
+        parts = [INTRO_GENERATIVE]
+        parts += [f"## Grid example {k}\n\n{encode(s[key])}" for k, s in enumerate(task["train"], start=1)]
+        answer_grid = encode(test[key]) if key in test else ""
+        # arc24's generative template ends the user message with a newline.
+        return Conversation(
+            SYSTEM_PROMPT_V1, "\n\n".join(parts) + "\n", NEW_GRID_HEADER + answer_grid, NEW_GRID_HEADER
+        )
+    if prompt_version == "output-from-code-v0":
+        user = f"{INTRO_OUTPUT_FROM_CODE}\n\n```python\n{task['code'].strip()}\n```\n\n## Input\n\n{encode(test['input'])}"
+        answer_grid = encode(test["output"]) if "output" in test else ""
+        return Conversation(SYSTEM_PROMPT_V1, user, OUTPUT_HEADER + answer_grid, OUTPUT_HEADER)
+    if prompt_version in CODE_FROM_EXAMPLES_VERSIONS:
+        # v0/v2: the train pairs; v1/v3: the test pairs too. v2/v3: arc24's long system prompt.
+        version = int(prompt_version[-1])
+        samples = task["train"] + ([s for s in tests if "output" in s] if version % 2 else [])
+        system = SYSTEM_PROMPT_V0 if version >= 2 else SYSTEM_PROMPT_V1
+        user = "\n\n".join([INTRO_CODE, *_examples(samples, encode)])
+        return Conversation(system, user, f"```python\n{task['code'].strip()}\n```", "", grid_answer=False)
+    # select / verify: judge proposed outputs of a test input.
+    if "output" not in test:
+        raise DataError(f"test[{test_index}] has no output grid, which {prompt_version} needs to judge candidates")
+    rng = rng or _judge_rng(task, test_index, prompt_version)
+    head = [*_examples(task["train"], encode), f"## Test case\n\n### Input\n\n{encode(test['input'])}"]
+    if prompt_version.startswith("verify"):
+        correct = rng.random() < verify_correct_output_probability
+        shown = test["output"] if correct else wrong_outputs(task, test_index, rng, 1)[0]
+        user = "\n\n".join([INTRO_VERIFY, *head, f"### Proposed output\n\n{encode(shown)}"])
+        return Conversation(SYSTEM_PROMPT_V1, user, VERIFY_ANSWERS[0 if correct else 1], "", grid_answer=False)
+    candidates = [test["output"], *wrong_outputs(task, test_index, rng, SELECT_CANDIDATES - 1)]
+    rng.shuffle(candidates)
+    right = candidates.index(test["output"]) + 1
+    shown = [f"### Candidate {k}\n\n{encode(grid)}" for k, grid in enumerate(candidates, start=1)]
+    user = "\n\n".join([INTRO_SELECT, *head, *shown])
+    return Conversation(SYSTEM_PROMPT_V1, user, f"Candidate {right}", "", grid_answer=False)
 
 
 def _template(tokenizer, messages: list[dict], *, add_generation_prompt: bool) -> str:
@@ -145,13 +275,31 @@ def _template(tokenizer, messages: list[dict], *, add_generation_prompt: bool) -
 
 
 def render_prompt(conversation: Conversation, tokenizer, *, task_id: str = "", test_index: int = 0) -> Prompt:
-    """Apply the chat template: ``prompt`` ends where the assistant's answer starts."""
-    prompt = _template(tokenizer, conversation.messages(with_answer=False), add_generation_prompt=True)
+    """Apply the chat template and split the training text where supervision starts.
+
+    The split is the end of the generation prompt without its trailing whitespace (ChatML: right
+    after ``<|im_start|>assistant``), so the answer keeps the newline before it and everything the
+    template writes after it, end-of-turn token and final newline included (arc24's loss span)."""
+    generation = _template(tokenizer, conversation.messages(with_answer=False), add_generation_prompt=True)
     full = _template(tokenizer, conversation.messages(), add_generation_prompt=False)
-    if not full.startswith(prompt):
+    if not full.startswith(generation):
         raise ModelError("the tokenizer's chat template does not render the conversation as prompt + answer")
-    # The template may add a newline after the end-of-turn token; the answer ends at that token.
-    return Prompt(task_id, test_index, prompt, full[len(prompt) :].rstrip())
+    cut = len(generation.rstrip())
+    return Prompt(task_id, test_index, full[:cut], full[cut:])
+
+
+def prompt_test_indices(task: dict, prompt_version: str) -> range:
+    """The test samples that get a prompt: all of them, but one for code-from-examples (its answer,
+    the task's code, does not depend on the test sample)."""
+    n_tests = len(task.get("test") or [])
+    return range(min(n_tests, 1) if prompt_version in CODE_FROM_EXAMPLES_VERSIONS else n_tests)
+
+
+def answer_key(prompt_version: str) -> str | None:
+    """Which grid of a test sample the answer is (None: the answer is no grid of it)."""
+    if prompt_version == "input-from-inputs-v0":
+        return "input"
+    return None if prompt_version in CODE_FROM_EXAMPLES_VERSIONS else "output"
 
 
 def create_prompts(
@@ -165,10 +313,11 @@ def create_prompts(
 ) -> list[Prompt]:
     """One prompt per test sample. ``is_train`` requires test outputs (the answers)."""
     check_prompt_version(prompt_version)
+    check_task_for_version(task, prompt_version, task_id=task_id)
     prompts = []
-    key = "input" if prompt_version == "input-from-inputs-v0" else "output"
-    for i, test in enumerate(task.get("test") or []):
-        if is_train and key not in test:
+    key = answer_key(prompt_version)
+    for i in prompt_test_indices(task, prompt_version):
+        if is_train and key is not None and key not in task["test"][i]:
             raise DataError(
                 f"task {task_id or '?'}: test[{i}] has no {key} grid to train on; load it with solutions"
             )
@@ -186,28 +335,32 @@ def create_inference_prompt(
     task_id: str = "",
     test_index: int = 0,
 ) -> InferencePrompt:
-    """The prompt the model completes: it ends after the answer header and the opening fence (if any)."""
+    """The prompt the model completes: the generation prompt, the answer header and, when the answer
+    is a grid, "```grid" (as arc24, whatever the encoder: an unfenced encoder's prompt ends with it
+    too). ``answer_prefix`` is what decoding prepends: the fence for encoders that write one."""
     conversation = build_conversation(task, test_index, grid_encoder, prompt_version)
     prompt = _template(tokenizer, conversation.messages(with_answer=False), add_generation_prompt=True)
-    prefix = answer_prefix_for(grid_encoder)
-    return InferencePrompt(task_id, test_index, prompt + conversation.answer_header + prefix, prefix)
+    prompt += conversation.answer_header
+    if not conversation.grid_answer:
+        return InferencePrompt(task_id, test_index, prompt, "")
+    return InferencePrompt(task_id, test_index, prompt + FENCE_OPEN, answer_prefix_for(grid_encoder))
 
 
 def create_inference_prompts(
     task: dict, grid_encoder: GridEncoder, tokenizer, prompt_version: str, *, task_id: str = ""
 ) -> list[InferencePrompt]:
-    """One inference prompt per test sample."""
+    """One inference prompt per test sample (one in all for code-from-examples)."""
     return [
         create_inference_prompt(task, grid_encoder, tokenizer, prompt_version, task_id=task_id, test_index=i)
-        for i in range(len(task.get("test") or []))
+        for i in prompt_test_indices(task, prompt_version)
     ]
 
 
 def tokenize_prompt(prompt: Prompt, tokenizer) -> tuple[list[int], list[int]]:
     """Token ids of ``prompt.prompt + prompt.answer`` and labels: -100 on the prompt, the ids on the answer.
 
-    The two parts are tokenized separately, so the split is exact and matches inference, where the
-    model continues a tokenized prompt."""
+    The two parts are tokenized separately, so the split is exact; for the tokenizers arctui uses this
+    gives the ids of the whole text (``tests/compat/test_prompts.py`` checks it for SmolLM2)."""
     prompt_ids = tokenizer(prompt.prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(prompt.answer, add_special_tokens=False)["input_ids"]
     return list(prompt_ids) + list(answer_ids), [-100] * len(prompt_ids) + list(answer_ids)

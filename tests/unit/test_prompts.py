@@ -8,6 +8,7 @@ from runner.data import load_task
 from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder, decode_prediction
 from runner.errors import ConfigError, DataError, ModelError
 from runner.prompts import (
+    ARC24_VERIFIED_VERSIONS,
     PROMPT_VERSIONS,
     build_conversation,
     create_inference_prompt,
@@ -47,7 +48,8 @@ def test_v1_layout(task):
         "## Example 1\n\n### Input\n\n```grid shape: 3x3\n1 077\n2 777\n3 077\n```\n\n### Output\n\n```grid shape: 9x9\n"
         in user
     )
-    assert user.rstrip().endswith("## Test case\n\n### Input\n\n" + ENCODER.to_text(task["test"][0]["input"]))
+    # As arc24: the user message ends right after the test grid's closing fence.
+    assert user.endswith("## Test case\n\n### Input\n\n" + ENCODER.to_text(task["test"][0]["input"]))
     assert conversation.answer == "### Output\n\n" + ENCODER.to_text(task["test"][0]["output"])
 
 
@@ -70,12 +72,13 @@ def test_generative_versions(task, version, key):
     assert ENCODER.to_text(task["train"][0][other]) not in conversation.user
 
 
-@pytest.mark.parametrize("version", PROMPT_VERSIONS)
+@pytest.mark.parametrize("version", ARC24_VERIFIED_VERSIONS)
 def test_training_text_and_masking(task, tiny_tokenizer, version):
     (prompt,) = create_prompts(task, ENCODER, tiny_tokenizer, version, task_id="007bbfb7")
     assert prompt.task_id == "007bbfb7" and prompt.test_index == 0
-    assert prompt.prompt.endswith("<|im_start|>assistant\n")
-    assert prompt.answer.endswith("```<|im_end|>")
+    # arc24's loss span: from the newline after "<|im_start|>assistant" to the end of the text.
+    assert prompt.prompt.endswith("<|im_start|>assistant")
+    assert prompt.answer.startswith("\n#") and prompt.answer.endswith("```<|im_end|>\n")
     ids, labels = tokenize_prompt(prompt, tiny_tokenizer)
     assert len(ids) == len(labels)
     answer_start = next(i for i, label in enumerate(labels) if label != -100)
@@ -93,7 +96,7 @@ def test_inference_prompt_ends_where_the_grid_starts(task, tiny_tokenizer):
     full = training.prompt + training.answer
     assert full.startswith(inference.prompt)
     # what a perfect model would generate, decoded with the prefix, is the test output
-    continuation = full[len(inference.prompt) :].removesuffix("<|im_end|>")
+    continuation = full[len(inference.prompt) :].removesuffix("<|im_end|>\n")
     decoded = decode_prediction(ENCODER, continuation, prefix=inference.answer_prefix)
     assert decoded.grid == task["test"][0]["output"]
 
@@ -101,7 +104,9 @@ def test_inference_prompt_ends_where_the_grid_starts(task, tiny_tokenizer):
 def test_inference_prompt_without_fence(task, tiny_tokenizer):
     encoder = create_grid_encoder("RowNumberEncoder(MinimalGridEncoder())")
     inference = create_inference_prompt(task, encoder, tiny_tokenizer, "output-from-examples-v1")
-    assert inference.prompt.endswith("### Output\n\n") and inference.answer_prefix == ""
+    # arc24 ends every inference prompt with the fence, even for an encoder that writes none; the
+    # continuation is then decoded alone.
+    assert inference.prompt.endswith("### Output\n\n```grid") and inference.answer_prefix == ""
 
 
 def test_inference_needs_no_test_output(task, tiny_tokenizer):
@@ -136,9 +141,9 @@ def test_smollm2_chatml(task, demo_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(str(demo_model_dir))
     (prompt,) = create_prompts(task, ENCODER, tokenizer, "output-from-examples-v1")
     assert prompt.prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
-    assert prompt.answer.endswith("<|im_end|>")
+    assert prompt.answer.endswith("<|im_end|>\n")
     ids, labels = tokenize_prompt(prompt, tokenizer)
-    assert ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert ids[-2] == tokenizer.convert_tokens_to_ids("<|im_end|>") and labels[-2] == ids[-2]
     assert ids == tokenizer(prompt.prompt + prompt.answer, add_special_tokens=False)["input_ids"]
     # SmolLM2 writes one token per digit, so a 9x9 output row of the default encoder costs 12 tokens
     assert len(tokenizer("1 707000707\n", add_special_tokens=False)["input_ids"]) == 12
