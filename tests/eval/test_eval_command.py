@@ -34,7 +34,7 @@ def test_eval_records_metrics_for_the_checkpoint(run_with_checkpoint, capsys):
 
     db_url, run, data = run_with_checkpoint
     code = arctui_main(["--db", db_url, "eval", "evalme", "--checkpoint", "5", "--predictions-per-task", "2",
-                        "--max-new-tokens", "4", "--batch-size", "4", "--device", "cpu"])
+                        "--max-new-tokens", "4", "--batch-size", "4", "--device", "cpu", "--format", "json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     printed = json.loads(captured.out.strip().splitlines()[-1])
