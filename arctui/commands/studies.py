@@ -157,37 +157,29 @@ def watch_study(store, study_id: int, *, db_url: str | None, out=None) -> int:
         signal.signal(signal.SIGINT, previous)
 
 
-def _progress(store, study) -> dict:
-    runs = [s.run for s in store.study_runs(study.id)]
-    counts = {k: sum(1 for r in runs if r.status == k)
-              for k in ("completed", "running", "queued", "failed", "stopped", "crashed")}
-    return {"id": study.id, "name": study.name, "status": study.status, "runs": len(runs), **counts,
-            "created": study.created_at.isoformat()}
-
-
 def list_command(args) -> int:
     from arctui.studies.control import keep_going
     from arctui.supervisor import open_store
+    from arctui.views.studies import ETA_LABEL, read_study_list
     from arctui.views.tables import text_table
 
     store = open_store(args.db)
     try:
-        studies = store.list_studies()
-        for study in studies:
+        for study in store.list_studies():
             keep_going(store, study.id, args.db)
-        records = [_progress(store, store.get_study(s.id)) for s in studies]
+        now = time.time()
+        studies = read_study_list(store, now)  # the same progress and ETA as the app's Studies screen
         if args.format == "json":
-            print(json.dumps(records, indent=2))
+            print(json.dumps([p.record() for p in studies], indent=2))
             return 0
-        if not records:
+        if not studies:
             print("no studies yet: `arctui study launch configs/studies/demo-cpu.yaml`")
             return 0
-        now = time.time()
-        rows = [[str(r["id"]), r["name"], r["status"], f"{r['completed']} of {r['runs']}", str(r["running"]),
-                 str(r["queued"]), str(r["failed"] + r["crashed"]), str(r["stopped"]),
-                 format_age(s.created_at.timestamp(), now)]
-                for r, s in zip(records, studies, strict=True)]
-        print(text_table(["id", "name", "status", "done", "running", "queued", "failed", "stopped", "created"], rows))
+        rows = [[str(p.id), p.name, p.status, p.done_text, str(p.counts["running"]), str(p.counts["queued"]),
+                 str(p.counts["failed"]), str(p.counts["stopped"]), p.eta_text, format_age(p.created_at, now)]
+                for p in studies]
+        print(text_table(["id", "name", "status", "done", "running", "queued", "failed", "stopped", ETA_LABEL,
+                          "created"], rows))
         return 0
     finally:
         store.close()

@@ -134,19 +134,23 @@ def _param_cell(key: str, value: Any) -> str:
     return param_text(value, key)
 
 
-def headers(table: StudyTable) -> list[str]:
+def headers(table: StudyTable, figures: tuple[Figure, ...] | None = None) -> list[str]:
+    """The table's headers; ``figures`` (default: those some run has) picks the figure columns."""
     ratio_header = f"{RATIO_FIGURE.label.split(' ')[0]} vs baseline"
-    return ["variant", *table.param_keys, "status", "steps", *(f.label for f in table.shown_figures), ratio_header]
+    shown = table.shown_figures if figures is None else figures
+    return ["variant", *table.param_keys, "status", "steps", *(f.label for f in shown), ratio_header]
 
 
-def cells(table: StudyTable) -> list[list[str]]:
+def cells(table: StudyTable, figures: tuple[Figure, ...] | None = None) -> list[list[str]]:
+    """Each row's cells, in the order of :func:`headers` with the same ``figures``."""
+    shown = table.shown_figures if figures is None else figures
     base = table.rows[table.baseline].figures.get(RATIO_FIGURE.key)
     out = []
     for i, row in enumerate(table.rows):
         compared = "baseline" if i == table.baseline else ratio_text(RATIO_FIGURE, row.figures.get(RATIO_FIGURE.key), base)
         out.append([
             row.variant, *(_param_cell(k, v) for k, v in zip(table.param_keys, row.params, strict=True)),
-            row.status, steps_text(row.run) or "-", *(f.text(row.figures.get(f.key)) for f in table.shown_figures),
+            row.status, steps_text(row.run) or "-", *(f.text(row.figures.get(f.key)) for f in shown),
             compared or "-",
         ])
     return out
