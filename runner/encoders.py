@@ -15,8 +15,10 @@ Texts for the grid ``[[1,2],[3,0]]``::
     GridShapeEncoder(inner)                ```grid shape: 2x2\\n12\\n30\\n```
     ReplaceNumberEncoder(inner)            digits replaced by ñ ò ÷ û ą ć ď ę Ě Ğ
 
-``to_grid`` is strict (it accepts what ``to_text`` writes, and raises ``ValueError`` otherwise);
-:func:`decode_prediction` wraps it for model output and never raises.
+``to_grid`` is strict (it accepts what ``to_text`` writes, and raises ``ValueError`` otherwise).
+Model output is read by ``read``, which accepts what arc24's decoders accept (a shape header or row
+numbers that disagree with the rows, a missing closing fence, text after it, grids over 30x30) and
+raises ``ValueError`` where arc24's raise; :func:`decode_prediction` wraps it and never raises.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _check_grid(grid: Grid) -> None:
         if width is None:
             width = len(row)
         elif len(row) != width:
-            raise ValueError(f"row {r + 1} has {len(row)} cells but row 1 has {width}")
+            raise ValueError(f"ragged rows: row {r + 1} has {len(row)} cells, row 1 has {width}")
         for value in row:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
                 raise ValueError(f"row {r + 1} holds {value!r}; cells must be ints 0-9")
@@ -60,6 +62,19 @@ def _digit_row(line: str, row_number: int) -> list[int]:
         bad = next(ch for ch in line if not "0" <= ch <= "9")
         raise ValueError(f"row {row_number} holds {bad!r}, not a digit")
     return list(map(int, line))
+
+
+def _read_cells(line: str, row_number: int) -> list[int]:
+    """One digit per character, as ``int(ch)`` reads it (Unicode decimal digits included)."""
+    bad = next((ch for ch in line if not ch.isdecimal()), None)
+    if bad is not None:
+        raise ValueError(f"row {row_number} holds {bad!r}, not a digit")
+    return [int(ch) for ch in line]
+
+
+def _read_lines(text: str) -> list[str]:
+    """The lines of an unwrapped grid: surrounding whitespace dropped, any line break splits."""
+    return text.strip().splitlines()
 
 
 def _rectangular(rows: Grid) -> Grid:
@@ -82,6 +97,11 @@ class GridEncoder:
         raise NotImplementedError
 
     def to_grid(self, text: str) -> Grid:
+        raise NotImplementedError
+
+    def read(self, text: str) -> Grid:
+        """Model output read as arc24 reads it: lenient where arc24 is; may return a ragged or empty
+        grid (the caller validates it); raises ``ValueError`` where arc24 raises."""
         raise NotImplementedError
 
     @property
@@ -114,6 +134,9 @@ class MinimalGridEncoder(GridEncoder):
     def to_grid(self, text: str) -> Grid:
         return _rectangular([_digit_row(line, i + 1) for i, line in enumerate(text.split("\n"))])
 
+    def read(self, text: str) -> Grid:
+        return [_read_cells(line, i + 1) for i, line in enumerate(_read_lines(text))]
+
 
 class GridWithSeparationEncoder(GridEncoder):
     """One line per row, cells joined by ``split_symbol``."""
@@ -140,6 +163,15 @@ class GridWithSeparationEncoder(GridEncoder):
             rows.append(_digit_row(joined, i + 1))
         return _rectangular(rows)
 
+    def read(self, text: str) -> Grid:
+        rows = []
+        for i, line in enumerate(_read_lines(text)):
+            try:
+                rows.append([int(cell) for cell in line.split(self.split_symbol)])
+            except ValueError:
+                raise ValueError(f"row {i + 1} is not numbers separated by {self.split_symbol!r}") from None
+        return rows
+
 
 class RepeatNumberEncoder(GridEncoder):
     """Each digit written ``n`` times (for tokenizers that merge digit runs, e.g. Llama 3)."""
@@ -164,6 +196,10 @@ class RepeatNumberEncoder(GridEncoder):
                 raise ValueError(f"row {i + 1} does not repeat each digit {self.n} times")
             rows.append(_digit_row(digits, i + 1))
         return _rectangular(rows)
+
+    def read(self, text: str) -> Grid:
+        # Every n-th character is the cell; the repeats are not checked.
+        return [_read_cells(line[:: self.n], i + 1) for i, line in enumerate(_read_lines(text))]
 
 
 class _WrapperEncoder(GridEncoder):
@@ -190,6 +226,20 @@ class RowNumberEncoder(_WrapperEncoder):
                 raise ValueError(f"line {i + 1} does not start with its row number {i + 1}")
             inner.append(line[len(prefix) :])
         return self.encoder.to_grid("\n".join(inner))
+
+    def read(self, text: str) -> Grid:
+        # Whatever precedes the first space is taken as the row number, right or wrong.
+        inner = []
+        for i, line in enumerate(text.splitlines()):
+            _number, space, rest = line.partition(" ")
+            if not space:
+                raise ValueError(f"line {i + 1} has no row number before a space")
+            inner.append(rest + "\n")
+        return self.encoder.read("".join(inner))
+
+
+def _writes_fence(encoder: GridEncoder) -> bool:
+    return encoder.to_text([[0]]).startswith(FENCE_OPEN)
 
 
 def _fenced_body(text: str, header_ok) -> tuple[str, str]:
@@ -222,6 +272,16 @@ class GridCodeBlockEncoder(_WrapperEncoder):
         _, body = _fenced_body(text, lambda line: line == FENCE_OPEN)
         return self.encoder.to_grid(body)
 
+    def read(self, text: str) -> Grid:
+        # The grid runs from the first "```grid" line to the next "\n```", or to the end of the text.
+        if _writes_fence(self.encoder):
+            return self.to_grid(text)  # arc24 has no nested fences: read them strictly, by depth
+        opening = FENCE_OPEN + "\n"
+        if opening not in text:
+            raise ValueError(f"missing opening fence {FENCE_OPEN!r} on a line of its own")
+        body = text.split(opening, 2)[1]
+        return self.encoder.read(body.split("\n" + FENCE_CLOSE, 1)[0])
+
 
 class GridShapeEncoder(_WrapperEncoder):
     """The inner text inside a code block whose header gives the shape (rows x columns)."""
@@ -244,6 +304,24 @@ class GridShapeEncoder(_WrapperEncoder):
             )
         return grid
 
+    def read(self, text: str) -> Grid:
+        # The header's numbers are not read: the rows make the shape. The grid ends at the first line
+        # that starts with a fence, or at the end of the text.
+        if _writes_fence(self.encoder):
+            return self.to_grid(text)  # arc24 has no nested fences: read them strictly, by depth
+        header = self.HEADER.rstrip()
+        rows: list[str] | None = None
+        for line in text.splitlines():
+            if line.startswith(header):
+                rows = [] if rows is None else rows
+            elif rows is not None:
+                if line.startswith(FENCE_CLOSE):
+                    break
+                rows.append(line)
+        if rows is None:
+            raise ValueError(f"missing opening fence {header!r}")
+        return self.encoder.read("\n".join(rows))
+
 
 class ReplaceNumberEncoder(_WrapperEncoder):
     """Every digit of the inner text replaced by one of ten single-token symbols."""
@@ -265,6 +343,9 @@ class ReplaceNumberEncoder(_WrapperEncoder):
         if bad is not None:
             raise ValueError(f"found the digit {bad!r} where a replacement symbol was expected")
         return self.encoder.to_grid(text.translate(self._to_digits))
+
+    def read(self, text: str) -> Grid:
+        return self.encoder.read(text.translate(self._to_digits))
 
 
 ENCODERS: dict[str, type[GridEncoder]] = {
@@ -470,7 +551,7 @@ def create_grid_encoder(spec: str) -> GridEncoder:
 
 def answer_prefix_for(encoder: GridEncoder) -> str:
     """What an inference prompt gives away of the answer grid: the opening fence, if the encoder writes one."""
-    return FENCE_OPEN if encoder.to_text([[0]]).startswith(FENCE_OPEN) else ""
+    return FENCE_OPEN if _writes_fence(encoder) else ""
 
 
 @dataclass(frozen=True)
@@ -486,17 +567,19 @@ class Decoded:
 
 
 def decode_prediction(encoder: GridEncoder, text: str, *, prefix: str = "") -> Decoded:
-    """Decode model output (``prefix`` + ``text``, surrounding whitespace ignored); never raises."""
+    """Decode model output (``prefix`` + ``text``) as arc24 does; never raises.
+
+    A grid is kept wherever arc24 keeps one (see :meth:`GridEncoder.read`); it must then be a
+    non-empty rectangular grid of 0-9, of any size. Where arc24 raises or rejects the grid,
+    ``Decoded.error`` says why."""
     try:
         if not isinstance(text, str):
             return Decoded(None, f"invalid prediction: expected text, got {type(text).__name__}")
-        full = (prefix + text).strip()
-        if not full:
+        full = prefix + text
+        if not full.strip():
             return Decoded(None, "invalid prediction: empty text")
-        grid = encoder.to_grid(full)
+        grid = encoder.read(full)
         _check_grid(grid)
-        if len(grid) > 30 or len(grid[0]) > 30:
-            return Decoded(None, f"invalid prediction: {len(grid)}x{len(grid[0])} is larger than 30x30")
         return Decoded(grid, None)
     except Exception as exc:  # noqa: BLE001 - model output may break a decoder in any way
         return Decoded(None, f"invalid prediction: {exc}")

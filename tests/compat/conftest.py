@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,16 @@ def arc24_dir() -> Path:
     if not folder.is_dir():
         _missing(f"arc24 reference folder {folder} not found: set ARCTUI_COMPAT_DIR to ../shared/compat/arc24")
     return folder
+
+
+def reference_params(name: str, label: Callable[[dict], str]) -> list:
+    """Values for ``pytest.mark.parametrize``: one ``pytest.param(case, id=label(case))`` per line of
+    the reference file ``name``. Read at collection time: when the file is absent the one value is a
+    skipped ``None`` locally, and collection fails in CI."""
+    path = compat_dir() / name
+    if not path.is_file():
+        message = f"arc24 reference file {path} not found: set ARCTUI_COMPAT_DIR to ../shared/compat/arc24"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (required in CI)", pytrace=False)
+        return [pytest.param(None, id="missing", marks=pytest.mark.skip(reason=message))]
+    return [pytest.param(case, id=label(case)) for case in load_cases(name)]

