@@ -12,6 +12,10 @@ task with one):
   log-probability per token, see :mod:`runner.voting`). ARC's own score is ``vote_2``.
 - ``unanswered``: share of empty or invalid predictions (None, ``[]``, ragged rows, cells outside 0-9).
 
+:func:`submission_metrics` scores a submission (a few attempts per test sample, no votes) as arc24's
+``evaluation.evaluate`` does, adding ``max_correct_pixels`` (the best attempt's ``correct_pixels``)
+and ``any_correct_size``; where arc24 raises on a ragged attempt, arctui counts it as unanswered.
+
 Pure: no torch, no I/O.
 """
 
@@ -28,6 +32,16 @@ METRIC_NAMES = (
     "pass_n",
     "vote_1",
     "vote_2",
+    "unanswered",
+)
+# arc24's evaluate(): the metrics of a submission's attempts.
+SUBMISSION_METRIC_NAMES = (
+    "accuracy",
+    "correct_pixels",
+    "correct_size",
+    "max_correct_pixels",
+    "any_correct_size",
+    "pass_n",
     "unanswered",
 )
 
@@ -49,31 +63,43 @@ def correct_pixels(prediction: object, solution: Grid) -> float:
     return hits / cells
 
 
-def sample_metrics(predictions: Sequence[ScoredPrediction], solution: Grid) -> dict[str, float]:
-    """All metrics of one test sample. A sample with no predictions at all is fully unanswered."""
+def _check_solution(solution: Grid) -> None:
     if not is_valid_grid(solution):
         raise ValueError(f"the solution is not a valid ARC grid: {solution!r}")
-    n = len(predictions)
-    if n == 0:
-        return {name: (1.0 if name == "unanswered" else 0.0) for name in METRIC_NAMES}
-    grids = [p.grid for p in predictions]
+
+
+def grid_metrics(grids: Sequence[object], solution: Grid) -> dict[str, float]:
+    """The metrics of one test sample's grids (at least one) that need no votes; invalid grids
+    (None, ``[]``, ragged, cells outside 0-9) count as unanswered and wrong."""
+    n = len(grids)
     valid = [is_valid_grid(g) for g in grids]
     exact = [ok and g == solution for ok, g in zip(valid, grids, strict=True)]
-    ranked = top_grids(predictions, 2)
+    sized = [ok and _shape(g) == _shape(solution) for ok, g in zip(valid, grids, strict=True)]  # type: ignore[arg-type]
+    pixels = [correct_pixels(g, solution) for g in grids]
     return {
         "accuracy": sum(exact) / n,
-        "correct_pixels": sum(correct_pixels(g, solution) for g in grids) / n,
-        "correct_size": sum(ok and _shape(g) == _shape(solution) for ok, g in zip(valid, grids, strict=True))
-        / n,
+        "correct_pixels": sum(pixels) / n,
+        "correct_size": sum(sized) / n,
+        "max_correct_pixels": max(pixels),
+        "any_correct_size": float(any(sized)),
         "pass_n": float(any(exact)),
-        "vote_1": float(solution in ranked[:1]),
-        "vote_2": float(solution in ranked[:2]),
         "unanswered": sum(not ok for ok in valid) / n,
     }
 
 
-def _mean_of(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    return {name: sum(row[name] for row in rows) / len(rows) for name in METRIC_NAMES}
+def sample_metrics(predictions: Sequence[ScoredPrediction], solution: Grid) -> dict[str, float]:
+    """All metrics of one test sample. A sample with no predictions at all is fully unanswered."""
+    _check_solution(solution)
+    if not predictions:
+        return {name: (1.0 if name == "unanswered" else 0.0) for name in METRIC_NAMES}
+    plain = grid_metrics([p.grid for p in predictions], solution)
+    ranked = top_grids(predictions, 2)
+    voted = {"vote_1": float(solution in ranked[:1]), "vote_2": float(solution in ranked[:2])}
+    return {name: voted[name] if name in voted else plain[name] for name in METRIC_NAMES}
+
+
+def _mean_of(rows: Sequence[Mapping[str, float]], names: Sequence[str] = METRIC_NAMES) -> dict[str, float]:
+    return {name: sum(row[name] for row in rows) / len(rows) for name in names}
 
 
 def task_metrics(
@@ -111,3 +137,29 @@ def dataset_metrics(
         for task_id, task_solutions in solutions.items()
     ]
     return _mean_of(rows)
+
+
+def submission_metrics(
+    submission: Mapping[str, Sequence[Mapping[str, object]]], solutions: Mapping[str, Sequence[Grid]]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(global metrics, metrics per task) of a submission, as arc24's ``evaluate``: every attempt of a
+    test sample (``attempt_1``, ``attempt_2``, ...) is scored like a prediction, a task's metrics are the
+    mean over its test samples and the global ones the mean over the tasks *in the submission* (tasks
+    it leaves out are not counted). Names: :data:`SUBMISSION_METRIC_NAMES`."""
+    if not submission:
+        raise ValueError("the submission holds no tasks to score")
+    per_task = {}
+    for task_id, samples in submission.items():
+        if task_id not in solutions:
+            raise ValueError(f"the submission has task {task_id!r}, which has no solutions")
+        task_solutions = solutions[task_id]
+        if len(samples) != len(task_solutions):
+            raise ValueError(f"task {task_id!r}: {len(samples)} submitted test samples for {len(task_solutions)} solutions")
+        rows = []
+        for attempts, solution in zip(samples, task_solutions, strict=True):
+            _check_solution(solution)
+            if not attempts:
+                raise ValueError(f"task {task_id!r}: a test sample has no attempts")
+            rows.append(grid_metrics(list(attempts.values()), solution))
+        per_task[task_id] = _mean_of(rows, SUBMISSION_METRIC_NAMES)
+    return _mean_of(list(per_task.values()), SUBMISSION_METRIC_NAMES), per_task

@@ -1,9 +1,13 @@
 """Voting: turn many predictions of one test sample into a ranked list of distinct grids.
 
 Identical grids (after reverting each prediction's augmentation) are grouped; groups are ranked by
-the number of votes, then by mean log-probability per generated token (higher is better), then by
-the order in which the grid first appeared so the ranking is deterministic. The top two grids are a
-Kaggle submission's ``attempt_1`` / ``attempt_2``.
+the number of votes, then by the mean over the group's predictions of each prediction's
+log-probability per generated token (higher is better), and groups that rank equal keep the order in
+which their grid first appeared. This is arc24's ``select_most_voted_solutions_solving_ties_with_logprob``
+(``compat/arc24/voting.jsonl``): a pooled mean (summed log-probs over summed tokens) would rank
+differently when one grid's predictions have different lengths, as rotated frames do. The top two
+grids are a Kaggle submission's ``attempt_1`` / ``attempt_2``; a missing attempt is ``[]``, as arc24
+writes it.
 
 Pure: no torch, no I/O.
 """
@@ -15,9 +19,8 @@ from dataclasses import dataclass
 
 Grid = list[list[int]]
 
-# Kaggle's format needs two attempts per test sample even when fewer distinct grids were predicted;
-# a 1x1 background grid is a valid ARC grid that almost never scores.
-FALLBACK_GRID: Grid = [[0]]
+# arc24 writes an attempt it has no grid for as an empty list; it scores as a wrong answer.
+NO_ATTEMPT: Grid = []
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,8 @@ class ScoredPrediction:
 
 @dataclass(frozen=True)
 class RankedGrid:
-    """A distinct grid, the number of predictions that voted for it and their pooled mean
-    log-probability per token (summed log-probs / summed tokens)."""
+    """A distinct grid, the number of predictions that voted for it and the mean over those
+    predictions of each one's log-probability per token (``-inf`` when one has no token count)."""
 
     grid: Grid
     votes: int
@@ -62,36 +65,25 @@ def _grid_key(grid: Grid) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(row) for row in grid)
 
 
+def _logprob_per_token(prediction: ScoredPrediction) -> float:
+    # Without a token count there is no per-token figure: such a prediction loses the tie-break.
+    return prediction.logprob / prediction.n_tokens if prediction.n_tokens else float("-inf")
+
+
 def rank_predictions(predictions: Sequence[ScoredPrediction]) -> list[RankedGrid]:
-    """Distinct valid grids, most voted first; ties go to the higher mean log-prob per token, then to
-    the grid seen first. Unanswered and invalid predictions cast no vote."""
-    order: list[tuple[tuple[int, ...], ...]] = []
-    votes: dict[tuple[tuple[int, ...], ...], int] = {}
-    logprob_sum: dict[tuple[tuple[int, ...], ...], float] = {}
-    token_sum: dict[tuple[tuple[int, ...], ...], int] = {}
+    """Distinct valid grids, most voted first; ties go to the higher mean over the grid's predictions of
+    log-prob per token, then to the grid seen first. Unanswered and invalid predictions cast no vote."""
+    scores: dict[tuple[tuple[int, ...], ...], list[float]] = {}  # insertion order = first seen
     for prediction in predictions:
-        if not is_valid_grid(prediction.grid):
-            continue
-        key = _grid_key(prediction.grid)  # type: ignore[arg-type]
-        if key not in votes:
-            order.append(key)
-            votes[key] = 0
-            logprob_sum[key] = 0.0
-            token_sum[key] = 0
-        votes[key] += 1
-        logprob_sum[key] += prediction.logprob
-        token_sum[key] += prediction.n_tokens
+        if is_valid_grid(prediction.grid):
+            key = _grid_key(prediction.grid)  # type: ignore[arg-type]
+            scores.setdefault(key, []).append(_logprob_per_token(prediction))
     ranked = [
-        RankedGrid(
-            grid=[list(row) for row in key],
-            votes=votes[key],
-            # Without token counts there is no per-token mean: such a group loses the tie-break.
-            mean_logprob=logprob_sum[key] / token_sum[key] if token_sum[key] else float("-inf"),
-        )
-        for key in order
+        RankedGrid(grid=[list(row) for row in key], votes=len(values), mean_logprob=sum(values) / len(values))
+        for key, values in scores.items()
     ]
-    first_seen = {id(entry): index for index, entry in enumerate(ranked)}
-    ranked.sort(key=lambda entry: (-entry.votes, -entry.mean_logprob, first_seen[id(entry)]))
+    # sort is stable: groups that rank equal keep their first-seen order
+    ranked.sort(key=lambda entry: (-entry.votes, -entry.mean_logprob))
     return ranked
 
 
@@ -100,10 +92,8 @@ def top_grids(predictions: Sequence[ScoredPrediction], k: int) -> list[Grid]:
     return [entry.grid for entry in rank_predictions(predictions)[:k]]
 
 
-def select_attempts(predictions: Sequence[ScoredPrediction]) -> dict[str, Grid]:
-    """``{"attempt_1": G, "attempt_2": G}`` for a submission: the two best grids; missing attempts
-    repeat the first grid, or are :data:`FALLBACK_GRID` when nothing valid was predicted."""
-    best = top_grids(predictions, 2)
-    attempt_1 = best[0] if best else FALLBACK_GRID
-    attempt_2 = best[1] if len(best) > 1 else attempt_1
-    return {"attempt_1": attempt_1, "attempt_2": attempt_2}
+def select_attempts(predictions: Sequence[ScoredPrediction], n: int = 2) -> dict[str, Grid]:
+    """``{"attempt_1": G, ..., "attempt_n": G}`` for a submission: the ``n`` best grids, best first; an
+    attempt without a grid is :data:`NO_ATTEMPT` (``[]``), as arc24 writes it."""
+    best = top_grids(predictions, n)
+    return {f"attempt_{i + 1}": best[i] if i < len(best) else list(NO_ATTEMPT) for i in range(n)}

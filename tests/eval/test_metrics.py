@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from runner.metrics import METRIC_NAMES, correct_pixels, dataset_metrics, sample_metrics, task_metrics
+from runner.metrics import (
+    METRIC_NAMES,
+    SUBMISSION_METRIC_NAMES,
+    correct_pixels,
+    dataset_metrics,
+    sample_metrics,
+    submission_metrics,
+    task_metrics,
+)
 from runner.voting import ScoredPrediction
 
 SOL = [[1, 2], [3, 4]]
@@ -93,3 +101,26 @@ def test_dataset_missing_task_counts_as_unanswered():
     assert m["unanswered"] == pytest.approx(0.5)
     with pytest.raises(ValueError):
         dataset_metrics({"zzz": [[P(SOL)]]}, {"a": [SOL]})
+
+
+def test_submission_metrics_score_attempts_per_sample_then_task_as_arc24():
+    submission = {
+        "a": [{"attempt_1": SOL, "attempt_2": HALF}, {"attempt_1": [], "attempt_2": WIDE}],
+        "b": [{"attempt_1": [[1, 2], [3]], "attempt_2": SOL}],  # a ragged attempt: unanswered, not a crash
+    }
+    global_metrics, per_task = submission_metrics(submission, {"a": [SOL, SOL], "b": [SOL], "c": [SOL]})
+    assert set(per_task) == {"a", "b"}  # a task the submission leaves out is not counted
+    assert per_task["a"] == pytest.approx(
+        {"accuracy": 0.25, "correct_pixels": (1 + 0.5) / 4, "correct_size": 0.5, "max_correct_pixels": 0.5,
+         "any_correct_size": 0.5, "pass_n": 0.5, "unanswered": 0.25}
+    )
+    assert per_task["b"]["unanswered"] == 0.5 and per_task["b"]["pass_n"] == 1.0
+    assert global_metrics["accuracy"] == pytest.approx((0.25 + 0.5) / 2)
+    assert set(global_metrics) == set(SUBMISSION_METRIC_NAMES)
+
+
+def test_submission_metrics_refuse_unknown_tasks_and_missing_samples():
+    with pytest.raises(ValueError, match="has no solutions"):
+        submission_metrics({"zzz": [{"attempt_1": SOL}]}, {"a": [SOL]})
+    with pytest.raises(ValueError, match="1 submitted test samples for 2"):
+        submission_metrics({"a": [{"attempt_1": SOL}]}, {"a": [SOL, SOL]})

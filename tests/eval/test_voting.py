@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from runner.voting import (
-    FALLBACK_GRID,
     ScoredPrediction,
     is_valid_grid,
     rank_predictions,
@@ -31,9 +30,16 @@ def test_tie_in_votes_goes_to_higher_mean_logprob_per_token():
     assert top_grids(predictions, 2) == [A, B]
 
 
-def test_mean_logprob_pools_the_group():
-    ranked = rank_predictions([P(A, -1.0, 2), P(A, -5.0, 2)])
-    assert ranked[0].mean_logprob == -1.5
+def test_mean_logprob_is_the_mean_of_each_predictions_per_token_logprob():
+    ranked = rank_predictions([P(A, -1.0, 2), P(A, -6.0, 4)])
+    assert ranked[0].mean_logprob == -1.0  # (-0.5 + -1.5) / 2; pooled it would be -7/6
+
+
+def test_tie_break_does_not_pool_predictions_of_different_lengths():
+    # Rotated frames give one grid answers of different lengths. A: per token -0.1 and -1.0, mean -0.55
+    # (pooled: -10.5/15 = -0.7); B: -0.6 twice. arc24 ranks A first; pooling would rank B first.
+    predictions = [P(B, -0.6, 1), P(A, -0.5, 5), P(B, -0.6, 1), P(A, -10.0, 10)]
+    assert top_grids(predictions, 2) == [A, B]
 
 
 def test_votes_beat_logprob():
@@ -54,9 +60,11 @@ def test_unanswered_and_invalid_cast_no_vote():
 
 def test_attempts_for_submission():
     assert select_attempts([P(A), P(B), P(A)]) == {"attempt_1": A, "attempt_2": B}
-    assert select_attempts([P(A)]) == {"attempt_1": A, "attempt_2": A}
-    assert select_attempts([P(None), P([])]) == {"attempt_1": FALLBACK_GRID, "attempt_2": FALLBACK_GRID}
-    assert select_attempts([]) == {"attempt_1": FALLBACK_GRID, "attempt_2": FALLBACK_GRID}
+    # arc24 writes [] for an attempt it has no grid for
+    assert select_attempts([P(A)]) == {"attempt_1": A, "attempt_2": []}
+    assert select_attempts([P(None), P([])]) == {"attempt_1": [], "attempt_2": []}
+    assert select_attempts([]) == {"attempt_1": [], "attempt_2": []}
+    assert select_attempts([P(A), P(B), P(C), P(C)], n=3) == {"attempt_1": C, "attempt_2": A, "attempt_3": B}
 
 
 def test_ranked_grids_are_copies():
