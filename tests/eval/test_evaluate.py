@@ -166,7 +166,7 @@ def test_garbage_and_skipped_predictions_are_unanswered(tiny):
     assert metrics["unanswered"] == 1.0 and metrics["accuracy"] == 0.0
     assert records[2]["finish_reason"] == "skipped" and "max_seq_len 5" in records[2]["error"]
     assert records[0]["error"].startswith("invalid prediction")
-    assert submission[next(iter(tasks))] == [{"attempt_1": [[0]], "attempt_2": [[0]]}]
+    assert submission[next(iter(tasks))] == [{"attempt_1": [], "attempt_2": []}]  # arc24's empty attempts
 
 
 def test_requests_are_reproducible_per_seed(tiny):
@@ -194,8 +194,12 @@ def test_command_line_writes_files_and_events(tiny_model_dir, tmp_path):
     assert len(lines) == 4 and {line["finish_reason"] for line in lines} == {"skipped"}
     submission = json.loads((out / "submission.json").read_text())
     assert set(submission) == set(json.loads(data.read_text()))
-    kinds = [e["event"] for e in read_events(out / "events.jsonl")]
+    events = read_events(out / "events.jsonl")
+    kinds = [e["event"] for e in events]
     assert kinds[-2:] == ["eval_result", "end"]
+    phases = [(e["phase"], e["done"], e["total"]) for e in events if e["event"] == "phase"]
+    assert phases == [("loading_model", None, None), ("predictions", 0, 4)]
+    assert kinds[:2] == ["phase", "phase"]  # no prompt fits msl: no eval_progress beyond the phases
     result_event = read_events(out / "events.jsonl")[-2]
     assert result_event["step"] == 40 and result_event["metrics"]["accuracy"] == 0.0
 

