@@ -22,6 +22,7 @@ from runner.errors import UserError
 COMMAND_MODULES = (
     "arctui.commands.run_commands",
     "arctui.commands.history",
+    "arctui.commands.manage",
     "arctui.commands.data",
     "arctui.commands.models",
     "arctui.commands.evaluate",
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     from arctui import __version__
 
     parser.add_argument("--version", action="version", version=f"arctui {__version__}")
+    parser.add_argument("--open-run", metavar="RUN", default=None,
+                        help="open the TUI on this run's Run screen (id or name), e.g. a run just launched")
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser
     )
@@ -57,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 def open_tui(args: argparse.Namespace) -> int:
     from arctui.app import make_app
 
-    app = make_app(db_url=args.db)
+    run_id = None
+    if args.open_run is not None:
+        from db.store import RunStore
+
+        with RunStore.open(args.db) as store:  # an unknown run is one line on stderr, not an empty screen
+            run_id = str(store.get_run(args.open_run).id)
+    app = make_app(db_url=args.db, open_run=run_id)
     app.run()
     return app.return_code or 0
 

@@ -12,6 +12,7 @@ from textual.message import Message
 from arctui.views.compare import Comparison
 from arctui.views.gpus import GpuReading
 from arctui.views.rows import RunRow
+from arctui.views.studies import StudyDetail, StudyProgress
 from arctui.views.summary import RunDetail
 
 
@@ -59,3 +60,25 @@ class ComparisonLoaded(Message):
     def __init__(self, comparison: Comparison) -> None:
         super().__init__()
         self.comparison = comparison
+
+
+class StudiesLoaded(Message):
+    """Every study was read with its progress and ETA, for the Studies screen."""
+
+    def __init__(self, studies: list[StudyProgress]) -> None:
+        super().__init__()
+        self.studies = studies
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StudiesLoaded)
+
+
+class StudyDetailLoaded(Message):
+    """A fresh snapshot of one study (its table, latest paces and loss curves) was read."""
+
+    def __init__(self, detail: StudyDetail) -> None:
+        super().__init__()
+        self.detail = detail
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StudyDetailLoaded) and message.detail.progress.id == self.detail.progress.id

@@ -25,8 +25,18 @@ from arctui.views.compare import (
     read_comparison,
 )
 from arctui.views.figures import FIGURE_DEFINITIONS
-from arctui.views.rows import RUN_COLUMNS, RunRow, read_runs, row_from_summary, run_cells, run_record
-from arctui.views.summary import summary_lines, summary_record
+from arctui.views.manage import visible_where
+from arctui.views.rows import (
+    RUN_COLUMNS,
+    RunRow,
+    job_line,
+    job_record,
+    read_runs,
+    row_from_summary,
+    run_cells,
+    run_record,
+)
+from arctui.views.summary import read_training_setup, summary_lines, summary_record
 from arctui.views.tables import csv_text, text_table
 from runner.errors import UserError
 
@@ -35,7 +45,8 @@ COMPARE_FORMATS = ("table", "markdown", "csv", "json")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("runs", help="list runs", description="List runs, newest first.")
+    p = subparsers.add_parser("runs", help="list runs", description="List runs, newest first (archived runs "
+                              "only with a filter that names them: --where tag=archived).")
     p.add_argument("--where", default=None, metavar="EXPR",
                    help="filter, e.g. \"model~SmolLM and msl>=2048 and status=completed\"")
     p.add_argument("--sort", default=None, metavar="KEY", help="sort key, e.g. s_per_step, loss, created")
@@ -67,7 +78,7 @@ def runs_command(args) -> int:
         raise UserError("--limit must be >= 0 (0 = all runs)")
     store = open_store(args.db)
     try:
-        rows = read_runs(store, args.where, args.sort, not args.asc, args.limit or None)
+        rows = read_runs(store, visible_where(args.where), args.sort, not args.asc, args.limit or None)
     finally:
         store.close()
     now = time.time()
@@ -102,6 +113,7 @@ def show_command(args) -> int:
     store = open_store(args.db)
     try:
         detail = store.run_detail(args.run, events=args.events)
+        setup = read_training_setup(store, args.run)
     finally:
         store.close()
     summary = detail.summary
@@ -113,13 +125,14 @@ def show_command(args) -> int:
     if args.format == "json":
         print(json.dumps({
             "run": run_record(row, now), "summary": summary_record(row, now), "config": run.config,
+            "training_setup": setup,
             "last_error": run.last_error, "exit_code": run.exit_code,
             "output_dir": run.output_dir, "log_path": run.log_path,
             "metrics": {k: _plain(v) for k, v in detail.metrics.items()},
             "recent_events": [e.data for e in detail.recent_events],
             "checkpoints": [e.data for e in detail.checkpoints],
             "evals": [_plain(e) for e in detail.evals],
-            "log_tail": log_tail,
+            "log_tail": log_tail, "slurm": job_record(run),
         }, indent=1, default=str))
         return 0
     out = [f"run {run.id}  {run.name}  [{run.status}]" + (f"  exit {run.exit_code}" if run.exit_code is not None else "")]
@@ -127,6 +140,8 @@ def show_command(args) -> int:
                f"{_iso(run.ended_at) or '-'}  duration {format_duration(row.duration(now))}")
     out.append(f"  host {run.host or '-'}  supervisor pid {run.supervisor_pid or '-'}  process group "
                f"{run.pgid or '-'}  GPUs {row.gpus or '-'}")
+    if job_line(run):
+        out.append(f"  {job_line(run)}")
     out.append(f"  folder {folder.root}")
     if run.tags or run.notes:
         out.append(f"  tags {', '.join(run.tags) or '-'}  notes {run.notes or '-'}")
@@ -134,6 +149,10 @@ def show_command(args) -> int:
     out.append(f"summary ({summary.points} logged points)")
     out += ["  " + line for line in summary_lines(row, now)]
     out += ["  " + line for line in FIGURE_DEFINITIONS]
+    if setup:
+        out.append("")
+        out.append("training setup (as run)")
+        out += [f"  {label} {text}" for label, text in setup.items()]
     if run.last_error:
         out.append("")
         out.append("last error")

@@ -37,6 +37,7 @@ class CompareScreen(ArcScreen):
         Binding("escape", "app.pop_screen", "Back", id="compare.back"),
         Binding("b", "next_baseline", "Baseline", id="compare.baseline"),
         Binding("m", "copy_markdown", "Copy markdown", id="compare.copy"),
+        Binding("d", "task_diff", "Tasks diff", id="compare.tasks"),
     ]
 
     comparison: reactive[Comparison | None] = reactive(None)
@@ -76,8 +77,16 @@ class CompareScreen(ArcScreen):
 
     @work(thread=True, exit_on_error=False, group="compare-poll")
     def load_comparison(self, run_ids: list[str]) -> None:
+        from arctui.views.evaluations import coverage_note
+
         comparison = read_comparison(self.app.store(), run_ids, curves=True, now=self.app.clock())
         self.post_message(ComparisonLoaded(comparison))
+        # what each accuracy covers (tasks, data set), under the metrics table
+        note = coverage_note(self.app.store(), run_ids)
+        self.app.call_from_thread(self._show_coverage, note)
+
+    def _show_coverage(self, note: str) -> None:
+        self.query_one("#compare-metrics").border_subtitle = note
 
     @on(ComparisonLoaded)
     def take_comparison(self, message: ComparisonLoaded) -> None:
@@ -147,8 +156,17 @@ class CompareScreen(ArcScreen):
         lines = markdown.count("\n")
         self.app.call_from_thread(self.notify, f"Copied {lines} lines of markdown to the clipboard; also in {path}")
 
+    def action_task_diff(self) -> None:
+        """Which evaluated tasks each of the two runs solves that the other does not."""
+        if len(self.run_ids) != 2:
+            self.notify(f"Compare exactly two runs to see the tasks each solves ({len(self.run_ids)} are compared).",
+                        severity="warning")
+            return
+        self.app.open_task_diff(*self.run_ids)
+
     def palette_commands(self) -> list[PaletteCommand]:
         return [
+            PaletteCommand("Tasks solved by one run only", "Set difference of two runs' solved tasks", self.action_task_diff),
             PaletteCommand("Copy comparison as markdown", "Tables for an iteration note", self.action_copy_markdown),
             PaletteCommand("Next baseline", "Ratios relative to the next run (moved to the front)", self.action_next_baseline),
         ]

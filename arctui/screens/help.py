@@ -10,16 +10,22 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from arctui.screens.commands import key_display
+from arctui.views.evaluations import UNANSWERED_MEANS
+
 INTRO = """\
 [b]arctui[/b] manages LoRA fine-tuning runs of small language models on ARC tasks. \
 Runs belong to their own supervisor process: closing arctui never stops them, and reopening it \
 shows them live again, wherever they were launched from (`arctui launch` too).
 
-[b]Filter[/b] with the language of `arctui runs --where`, for example:
+[b]Search[/b] run names by typing a word after /, or [b]filter[/b] (enter applies) with the language of `arctui runs --where`, for example:
   model~SmolLM and msl>=2048
   status=running or status=queued
   tag=baseline and s_per_step<2
-[b]ctrl+p[/b] opens the command palette: every action of the current screen.
+  tag=archived            (archived runs are hidden otherwise)
+The sort and the filter are remembered for next time. In lists, j/k move, g/G jump to the top/bottom.
+[b]Accuracy[/b] is the share of test outputs solved, always with the number of tasks and the data set it was measured on (the line under the runs table, Compare); {unanswered}.
+[b]ctrl+p[/b] opens the command palette: every action of the current screen, with its key.
 """
 
 
@@ -28,8 +34,7 @@ def binding_entries(bindings: list[Binding], app) -> list[tuple[str, str]]:
     entries = []
     for binding in bindings:
         if binding.description:
-            keys = ", ".join(app.get_key_display(Binding(key.strip(), "")) for key in binding.key.split(","))
-            entries.append((keys, binding.description))
+            entries.append((key_display(app, binding), binding.description))
     return entries
 
 
@@ -40,6 +45,16 @@ def bindings_table(title: str, entries: list[tuple[str, str]]) -> Table:
     for keys, description in entries:
         table.add_row(keys, description)
     return table
+
+
+# Screen class names whose plain spelling would be wrong in a title ("Gpus" -> "GPUs").
+TITLE_WORDS = {"Gpus": "GPUs", "NewRun": "New run", "TaskDiff": "Task diff", "LogView": "Log view"}
+
+
+def screen_title(screen) -> str:
+    """``Runs screen``, ``GPUs screen``: what the help calls the screen it was opened from."""
+    name = type(screen).__name__.removesuffix("Screen") or "This"
+    return f"{TITLE_WORDS.get(name, name)} screen"
 
 
 def _as_bindings(items) -> list[Binding]:
@@ -65,12 +80,11 @@ class HelpScreen(ModalScreen[None]):
         below = self.below
         with VerticalScroll(id="help-dialog"):
             if below is not None and getattr(below, "BINDINGS", None):
-                name = type(below).__name__.removesuffix("Screen") or "Screen"
-                self.entries[f"{name} screen"] = binding_entries(_as_bindings(below.BINDINGS), self.app)
+                self.entries[screen_title(below)] = binding_entries(_as_bindings(below.BINDINGS), self.app)
             self.entries["Everywhere"] = binding_entries(_as_bindings(self.app.BINDINGS), self.app) + [
                 ("ctrl+p", "Command palette"),
             ]
             for title, entries in self.entries.items():
                 yield Static(bindings_table(title, entries))
-            yield Static(Text.from_markup(INTRO), id="help-intro")
+            yield Static(Text.from_markup(INTRO.format(unanswered=UNANSWERED_MEANS)), id="help-intro")
             yield Static(Text("escape closes this help", style="dim"))

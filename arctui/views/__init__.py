@@ -13,8 +13,14 @@ app and in a pasted markdown table:
   shape (``arctui compare --format markdown`` and the app's copy/export);
 - :mod:`arctui.views.gpus`, :mod:`arctui.views.prompt_lengths`  GPU readings and the new-run form's
   prompt-length analysis (run in a child process);
-- :mod:`arctui.views.control`  what the screens ask of the supervisor (stop, resume);
-- :mod:`arctui.views.tables`  plain-text, markdown and CSV tables.
+- :mod:`arctui.views.control`  what the screens ask of the supervisor (stop, resume, launch a study);
+- :mod:`arctui.views.manage`   rename, tag, archive and delete runs (``arctui rename|tag|archive|delete``
+  and the Runs screen);
+- :mod:`arctui.views.evaluations`  what an accuracy covers (tasks, data set) and what unanswered means;
+- :mod:`arctui.views.tables`  plain-text, markdown and CSV tables;
+- :mod:`arctui.views.predictions`, :mod:`arctui.views.grid_render`  an evaluation's predictions task
+  by task (status, top-2 candidates, wrong cells, two runs' set difference) and ARC grids drawn in
+  their colours (``arctui data show``, ``arctui eval --show`` and the Predictions screen).
 
 Rules: nothing here imports textual or torch; the functions that read take an open
 ``db.store.RunStore`` and are meant for thread workers (the app) or a command (the CLI). The screens

