@@ -1,14 +1,19 @@
 """The new-run form's model, without widgets: its fields, derived from the training flags of
 :mod:`runner.flags` (open for featured flags, folded by group for the others), plus the pure helpers
-the form uses (encoder preview, gradient accumulation note). ``arctui.screens.new_run`` draws it.
+the form uses (encoder preview, gradient accumulation note, the preset list and where ctrl+s saves).
+``arctui.screens.new_run`` draws it.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner.flags import Flag, flags, flags_by_group
+from runner.paths import arctui_home
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLE_GRID = [[1, 2, 0], [3, 0, 4]]
 ENCODER_EXAMPLES = (
@@ -53,7 +58,7 @@ DATASET_KEYS = {"train_datasets": "train_data", "val_dataset": "val_data"}
 HEAD_FIELDS = (FormField("name", "name", "a short unique name, e.g. smollm-2048"),)
 TAIL_FIELDS = (
     FormField("tags", "tags", "comma separated, e.g. baseline, smollm"),
-    FormField("save_path", "save YAML to", "configs/my-run.yaml"),
+    FormField("save_path", "save YAML to", "empty: $ARCTUI_HOME/configs/<name>.yaml"),
 )
 # The manager's keys the form edits besides the flags.
 MANAGER_FORM_KEYS = ("name", "tags", "gpus")
@@ -139,3 +144,48 @@ def gradient_accumulation_note(batch: int | None, per_device: int | None, proces
         )
     steps = batch // (per_device * processes)
     return f"gradient accumulation {steps} = {batch} / ({per_device} per device x {processes} process(es))", True
+
+
+# -- presets and saved configs ---------------------------------------------------------------------
+
+def preset_roots() -> tuple[tuple[Path, str], ...]:
+    """Where presets come from, each with the words that say so in the preset list."""
+    return (
+        (REPO_ROOT / "configs", "arctui"),
+        (Path.cwd() / "configs", "this folder"),
+        (saved_configs_dir(), "saved"),
+    )
+
+
+def saved_configs_dir() -> Path:
+    """Where ctrl+s saves by default: ``$ARCTUI_HOME/configs`` (never the shipped presets)."""
+    return arctui_home() / "configs"
+
+
+def find_presets(roots: tuple[tuple[Path, str], ...] | None = None) -> list[tuple[Path, str]]:
+    """(path, label) of every YAML config under the preset roots, each file once (a root seen twice,
+    e.g. the working folder is the checkout, adds nothing); the label says where it comes from."""
+    seen: dict[Path, tuple[Path, str]] = {}
+    for root, origin in roots or preset_roots():
+        if root.is_dir():
+            for path in sorted(root.rglob("*.yaml")):
+                if path.resolve() not in seen:
+                    relative = path.relative_to(root).as_posix()
+                    seen[path.resolve()] = (path, f"{relative}  ({origin}: {home_short(root)})")
+    return list(seen.values())
+
+
+def home_short(path: Path) -> str:
+    """``path`` with the home folder written ``~`` (no file system access: called per keystroke)."""
+    home, text = str(Path.home()), str(path)
+    return "~" + text[len(home):] if text.startswith(home + "/") else text
+
+
+def preset_label(path: Path) -> str:
+    """How the form's title names a preset: its path relative to its root's parent, or as given."""
+    for root, _origin in preset_roots():
+        try:
+            return str(path.resolve().relative_to(root.resolve().parent))
+        except ValueError:
+            continue
+    return str(path)

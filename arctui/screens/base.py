@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from textual import on
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
@@ -17,7 +19,10 @@ class ArcScreen(Screen):
             self.app.report_error(event.worker.error)
 
 
-class ArcModalScreen(ModalScreen):
+ResultType = TypeVar("ResultType")
+
+
+class ArcModalScreen(ModalScreen[ResultType], Generic[ResultType]):
     """A modal screen with the same error reporting as :class:`ArcScreen`."""
 
     @on(Worker.StateChanged)

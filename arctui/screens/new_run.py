@@ -6,11 +6,16 @@ and bounded by ``arctui.config`` and cross-checked by ``runner.flags.check_flags
 
 Every field is checked as it changes and marked in place with the reason; checks that touch the
 disk or a tokenizer (model folder, prompt-length fit) run in thread workers and are cached. Launch is
-refused until every field is valid. Start from a preset in ``configs/`` or clone an earlier run.
+refused until every field is valid. Start from a preset (the repository's ``configs/``, the working
+folder's, or one saved earlier under ``$ARCTUI_HOME/configs/``) or clone an earlier run. ctrl+s saves
+under ``$ARCTUI_HOME/configs/<name>.yaml`` unless told otherwise and asks before overwriting; leaving a
+form with unsaved changes (escape, quit, back to the runs) asks first, and ``q`` never quits from here.
+ctrl+t saves the form as the base of a study with variants (``arctui.screens.study_form``).
 
-Why this module is over 600 lines: it is one screen whose parts (composition, per-field feedback,
-the worker callbacks and the launch flow) share the screen's state; the field logic that needs no
-Textual lives in ``arctui.run_form`` and launching in ``arctui.views.control``.
+Why this module is over 700 lines: it is one screen whose parts (composition, per-field feedback,
+unsaved changes, the worker callbacks, saving and the launch flow) share the screen's state; the field
+logic and the preset list, which need no Textual, live in ``arctui.run_form``, launching in
+``arctui.views.control`` and the study dialog in ``arctui.screens.study_form``.
 """
 
 from __future__ import annotations
@@ -34,53 +39,40 @@ from arctui.run_form import (  # noqa: F401 - gradient_accumulation_note & co. s
     ENCODER_EXAMPLES,
     FormField,
     encoder_preview,
+    find_presets,
     form_config_keys,
     form_fields,
     form_sections,
     gradient_accumulation_note,
+    home_short,
+    preset_label,
     prompt_versions,
+    saved_configs_dir,
     split_list,
 )
 from arctui.screens.base import ArcScreen
 from arctui.screens.commands import PaletteCommand
+from arctui.screens.confirm import ConfirmScreen
 from arctui.views.control import check_model_path, launch_detached
 from arctui.views.gpus import GpuReading
 from runner.flags import FlagError, check_flags
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FIT_DEBOUNCE_SECONDS = 0.8
 CPU_CHOICE = -1  # the GPU selection's "cpu" entry
 DEFAULT_PRESET = "demo-cpu.yaml"  # a blank form starts from it: a real run that works on any CPU
-
-
-def find_presets(roots: tuple[Path, ...] | None = None) -> list[Path]:
-    """YAML configs under ``configs/`` of the working folder and of the arctui checkout."""
-    roots = roots or (Path.cwd() / "configs", REPO_ROOT / "configs")
-    seen: dict[Path, Path] = {}
-    for root in roots:
-        if root.is_dir():
-            for path in sorted(root.rglob("*.yaml")):
-                seen.setdefault(path.resolve(), path)
-    return list(seen.values())
-
-
-def preset_label(path: Path) -> str:
-    for root in (Path.cwd(), REPO_ROOT):
-        try:
-            return str(path.resolve().relative_to(root.resolve()))
-        except ValueError:
-            continue
-    return str(path)
 
 
 class NewRunScreen(ArcScreen):
     """Set up, save and launch a run."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="new_run.back"),
+        Binding("escape", "back", "Back", id="new_run.back"),
         Binding("ctrl+s", "save_yaml", "Save YAML", id="new_run.save"),
         Binding("ctrl+l", "launch", "Launch", id="new_run.launch"),
         Binding("ctrl+o", "focus_preset", "Preset", id="new_run.preset"),
+        Binding("ctrl+t", "save_study", "Save as study", id="new_run.study"),
+        # a form is filled by typing: q quits nowhere here (ctrl+q still does, after asking)
+        Binding("q", "no_quit", "q does not quit a form", id="new_run.no_quit", show=False),
     ]
 
     errors: reactive[dict[str, str]] = reactive(dict, always_update=True, init=False)
@@ -109,6 +101,7 @@ class NewRunScreen(ArcScreen):
         self._launching = False
         self._fit_timer = None
         self._fit_process = None
+        self._clean: tuple | None = None  # the form as last filled or saved (see is_dirty)
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -118,7 +111,7 @@ class NewRunScreen(ArcScreen):
                 yield Label("start from")
                 yield Select(
                     [],
-                    prompt="a preset in configs/ (or k on a run to clone it)",
+                    prompt="a preset (or C on a run to clone it)",
                     id="preset",
                     compact=True,
                 )
@@ -134,6 +127,7 @@ class NewRunScreen(ArcScreen):
         with Horizontal(id="new-run-buttons"):
             yield Button("Launch (ctrl+l)", variant="success", id="launch", disabled=True, compact=True)
             yield Button("Save YAML (ctrl+s)", id="save", compact=True)
+            yield Button("Study (ctrl+t)", id="study", compact=True)
             yield Static("", id="new-run-problems")
         yield Footer()
 
@@ -178,6 +172,7 @@ class NewRunScreen(ArcScreen):
         elif self.initial_preset is not None:
             self.load_preset(self.initial_preset)
         self.validate_all()
+        self.mark_clean()
         self.query_one("#field-name", Input).focus()
 
     @work(thread=True, exit_on_error=False, group="new-run-presets")
@@ -185,7 +180,7 @@ class NewRunScreen(ArcScreen):
         """List the presets (a walk of configs/) and, for a blank form, start from demo-cpu.yaml."""
         presets = find_presets()
         self.app.call_from_thread(self._show_presets, presets)
-        default = next((p for p in presets if p.name == DEFAULT_PRESET), None)
+        default = next((p for p, _label in presets if p.name == DEFAULT_PRESET), None)
         if fill_default and default is not None:
             self.app.call_from_thread(self._fill_default, default)
 
@@ -194,8 +189,8 @@ class NewRunScreen(ArcScreen):
         if not self._user_chose_preset:
             self.load_preset(default)
 
-    def _show_presets(self, presets: list[Path]) -> None:
-        self.query_one("#preset", Select).set_options([(preset_label(p), str(p)) for p in presets])
+    def _show_presets(self, presets: list[tuple[Path, str]]) -> None:
+        self.query_one("#preset", Select).set_options([(label, str(path)) for path, label in presets])
 
     # -- filling the form -------------------------------------------------------------------------
     @on(Select.Changed, "#preset")
@@ -235,7 +230,7 @@ class NewRunScreen(ArcScreen):
         texts: dict[str, object] = {
             "name": values.get("name") or "",
             "tags": ", ".join(values.get("tags") or ()),
-            "save_path": f"configs/{values.get('name') or 'my-run'}.yaml",
+            "save_path": "",  # empty: $ARCTUI_HOME/configs/<name>.yaml, following the name
         }
         choices: dict[str, object] = {}
         for field in form_fields():
@@ -272,6 +267,53 @@ class NewRunScreen(ArcScreen):
         self._apply_gpu_choice()
         self.query_one("#new-run-title", Static).update(Text.assemble(("new run", "bold"), f"  ·  from {origin}"))
         self.validate_all()
+        self.mark_clean()
+
+    # -- unsaved changes ---------------------------------------------------------------------------
+    def _signature(self) -> tuple:
+        return tuple(sorted((k, repr(v)) for k, v in self.form_values().items())) + (self.text("save_path"),)
+
+    def mark_clean(self) -> None:
+        """The form as it is now counts as saved (just filled from a preset or a run, or saved)."""
+        self._clean = self._signature()
+
+    @property
+    def is_dirty(self) -> bool:
+        """Whether the form differs from what it was last filled with or saved as."""
+        return self._clean is not None and self._signature() != self._clean
+
+    def confirm_discard(self, then) -> None:
+        """Call ``then`` at once when nothing would be lost, else after the user agrees to discard."""
+        if not self.is_dirty:
+            then()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._clean = None  # agreed: leaving must not ask again on the way out
+                then()
+
+        self.app.push_screen(ConfirmScreen(
+            "Discard the changes to this form?",
+            "Save them first with ctrl+s (a YAML config) or ctrl+t (a study).",
+            yes_label="Discard",
+        ), answered)
+
+    def action_back(self) -> None:
+        self.confirm_discard(self.app.pop_screen)
+
+    def on_descendant_focus(self, event) -> None:
+        # the focused field's row is marked (its label lights up in app.tcss); a class, because the
+        # :focus-within of a row is not restyled when focus moves between rows
+        for row in self.query(".field.-focused"):
+            row.remove_class("-focused")
+        row = event.control.parent
+        if row is not None and row.has_class("field"):
+            row.add_class("-focused")
+
+    def action_no_quit(self) -> None:
+        self.notify("q does not quit from a form: escape goes back, ctrl+q quits (both ask if there are "
+                    "unsaved changes).", timeout=4)
 
     # -- GPUs --------------------------------------------------------------------------------------
     @work(thread=True, exit_on_error=False, group="new-run-gpus")
@@ -299,8 +341,11 @@ class NewRunScreen(ArcScreen):
         if gpus:
             selection.add_option(("cpu (no GPU)", CPU_CHOICE))
         selection.display = bool(gpus)
+        was_clean = not self.is_dirty
         self._apply_gpu_choice()
         self.validate_all()
+        if was_clean:
+            self.mark_clean()  # the GPUs arriving is no change the user made
 
     def _apply_gpu_choice(self) -> None:
         """Show ``_wanted_gpus`` (from a preset or a cloned run) in the selection."""
@@ -466,6 +511,7 @@ class NewRunScreen(ArcScreen):
         fit = self._fit_note(errors)
         if fit:
             notes["max_seq_len"] = fit
+        notes["save_path"] = f"ctrl+s writes {home_short(self.save_target())} (asks before overwriting)"
         self.notes = notes
         self.pending = frozenset(pending)
         self.errors = errors
@@ -622,6 +668,13 @@ class NewRunScreen(ArcScreen):
 
         return config_from_mapping(self.form_values(), source="the new-run form")
 
+    def save_target(self, name: str | None = None) -> Path:
+        """Where ctrl+s writes: the 'save YAML to' field, else ``$ARCTUI_HOME/configs/<name>.yaml``."""
+        typed = self.text("save_path")
+        if typed:
+            return Path(typed).expanduser()
+        return saved_configs_dir() / f"{name or self.text('name') or 'my-run'}.yaml"
+
     def action_save_yaml(self) -> None:
         from runner.errors import UserError
 
@@ -630,24 +683,57 @@ class NewRunScreen(ArcScreen):
         except UserError as error:
             self.app.report_error(error)
             return
-        path = Path(self.text("save_path") or f"configs/{config.name}.yaml").expanduser()
-        self._save_worker(path, config.to_yaml())
+        self._save_worker(self.save_target(config.name), config.to_yaml(), overwrite=False)
 
     @work(thread=True, exit_on_error=False, group="new-run-save")
-    def _save_worker(self, path: Path, text: str) -> None:
+    def _save_worker(self, path: Path, text: str, overwrite: bool) -> None:
+        from runner.errors import UserError
+
+        if path.exists() and not overwrite:
+            self.app.call_from_thread(self._ask_overwrite, path, text)
+            return
         header = f"# Saved from the arctui new-run form.\n# Launch:  arctui launch {path}\n"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(header + text, encoding="utf-8")
         except OSError as error:
-            from runner.errors import UserError
-
             raise UserError(f"cannot save {path}: {error.strerror or error}; pick another path") from None
-        self.app.call_from_thread(self.notify, f"Saved {path}")
+        self.app.call_from_thread(self._saved, path)
+
+    def _ask_overwrite(self, path: Path, text: str) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._save_worker(path, text, overwrite=True)
+
+        self.app.push_screen(ConfirmScreen(
+            f"{path} exists. Overwrite it?",
+            "Or cancel and change the run's name or the 'save YAML to' field.",
+            yes_label="Overwrite",
+        ), answered)
+
+    def _saved(self, path: Path) -> None:
+        self.mark_clean()
+        self.notify(f"Saved {path}")
 
     @on(Button.Pressed, "#save")
     def save_pressed(self) -> None:
         self.action_save_yaml()
+
+    @on(Button.Pressed, "#study")
+    def study_pressed(self) -> None:
+        self.action_save_study()
+
+    def action_save_study(self) -> None:
+        """Open the study dialog with the form's config as the study's base."""
+        from arctui.screens.study_form import StudyFormScreen
+        from runner.errors import UserError
+
+        try:
+            config = self.build_config()
+        except UserError as error:
+            self.app.report_error(error)
+            return
+        self.app.push_screen(StudyFormScreen(config.to_dict()))
 
     @on(Button.Pressed, "#launch")
     def launch_pressed(self) -> None:
@@ -694,6 +780,9 @@ class NewRunScreen(ArcScreen):
     def palette_commands(self) -> list[PaletteCommand]:
         return [
             PaletteCommand("Launch run", "Start the run described by the form", self.action_launch),
-            PaletteCommand("Save form as YAML", "Write the config to the 'save YAML to' path", self.action_save_yaml),
-            PaletteCommand("Choose preset", "Fill the form from configs/", self.action_focus_preset),
+            PaletteCommand("Save form as YAML", "Write the config (default $ARCTUI_HOME/configs/<name>.yaml)",
+                           self.action_save_yaml),
+            PaletteCommand("Save form as a study", "The form as the base of a study, plus variants",
+                           self.action_save_study),
+            PaletteCommand("Choose preset", "Fill the form from a preset", self.action_focus_preset),
         ]

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from arctui.config import NAME_RE, RunConfig, config_from_mapping, read_yaml_file
 from runner.errors import ConfigError
 
@@ -312,6 +314,20 @@ def load_study(path: str | Path, *, gpus: Any = None) -> Study:
     if data is None:
         raise ConfigError(f"study file {path} is empty; it needs 'base:' and 'variants:' or 'matrix:'")
     return parse_study(data, source=str(path), study_dir=path.parent, gpus=gpus)
+
+
+def study_yaml(name: str, base: Mapping[str, Any], variants: list[tuple[str, Mapping[str, Any]]], *,
+               notes: str = "") -> str:
+    """The text of a study file with ``base`` (a run config mapping, e.g. the new-run form's) and the
+    named ``variants`` (override maps). Checked by :func:`parse_study` first, so a bad variant names
+    itself and its key and nothing is written; what is returned is what ``arctui study launch`` reads."""
+    data: dict[str, Any] = {"name": name}
+    if notes:
+        data["notes"] = notes
+    data["base"] = {k: v for k, v in base.items() if k != "name"}
+    data["variants"] = [{"name": vname, **dict(overrides)} for vname, overrides in variants]
+    parse_study(data, source=f"study {name}")
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
 def differing_keys(configs: list[Mapping[str, Any]]) -> list[str]:

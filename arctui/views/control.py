@@ -1,5 +1,5 @@
-"""What the screens ask of the supervisor, for thread workers: launch, stop and resume a run, and
-check a model reference.
+"""What the screens ask of the supervisor, for thread workers: launch, stop and resume a run, launch
+a study, and check a model reference.
 
 The supervisor owns the training processes; the screens only ask, through here (screens import
 neither ``db`` nor ``arctui.supervisor``), and see the result in the store on their next poll.
@@ -35,35 +35,49 @@ def launch_detached(config, db_url: str | None) -> tuple[str, str]:
     prints the run id first. The config is kept as YAML under ``$ARCTUI_HOME/launched`` as a record.
     Returns (run id, run name); a refusal raises UserError with the command's own one-line reason.
     """
-    import os
-    import subprocess
-    import sys
     import time
 
-    from runner.errors import UserError
     from runner.paths import arctui_home, make_private_dir
 
     folder = arctui_home() / "launched"
     make_private_dir(folder)
     path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}.yaml"
     path.write_text(f"# Launched from the arctui new-run form.\n# Again:  arctui launch {path}\n" + config.to_yaml())
+    run_id, stderr = _arctui_detached(["launch", str(path), "--detach"], db_url)
+    import re
+
+    named = re.search(rf"\brun {run_id} \((.+?)\)", stderr)  # the name may have got a -2 suffix
+    return run_id, named.group(1) if named else config.name
+
+
+def launch_study_detached(path, db_url: str | None) -> str:
+    """``arctui study launch PATH --detach`` in a child process (it creates the study's runs and
+    starts its scheduler); returns the study id, or raises UserError with the command's reason."""
+    study_id, _stderr = _arctui_detached(["study", "launch", str(path), "--detach"], db_url)
+    return study_id
+
+
+def _arctui_detached(args: list[str], db_url: str | None) -> tuple[str, str]:
+    """Run ``arctui ARGS`` (a command that prints an id first and returns); (id, its stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    from runner.errors import UserError
+
     env = dict(os.environ)
     if db_url:
         env["ARCTUI_DB"] = db_url  # the environment, not argv: a password never shows in `ps`
     done = subprocess.run(
-        [sys.executable, "-m", "arctui", "launch", str(path), "--detach"],
+        [sys.executable, "-m", "arctui", *args],
         capture_output=True, text=True, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
     )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines or not lines[0].strip().isdigit():
         errors = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        reason = errors[-1] if errors else f"arctui launch exited with status {done.returncode}"
+        reason = errors[-1] if errors else f"arctui {args[0]} exited with status {done.returncode}"
         raise UserError(reason.removeprefix("arctui: error: "))
-    import re
-
-    run_id = lines[0].strip()
-    named = re.search(rf"\brun {run_id} \((.+?)\)", done.stderr)  # the name may have got a -2 suffix
-    return run_id, named.group(1) if named else config.name
+    return lines[0].strip(), done.stderr
 
 
 def check_model_path(path: str) -> tuple[str | None, str]:

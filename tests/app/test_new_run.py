@@ -59,7 +59,9 @@ async def test_form_opens_on_the_demo_preset_and_is_ready(seeded, wait_for, conf
         assert int(screen.text("max_seq_len")) == demo["max_seq_len"]
         assert screen.errors == {}
         assert not screen.query_one("#launch", Button).disabled
-        assert note_text(screen, "per_device_train_batch_size").startswith("gradient accumulation 2 = 2 / (1")
+        batch, per_device = demo["batch_size"], demo["per_device_train_batch_size"]
+        assert note_text(screen, "per_device_train_batch_size").startswith(
+            f"gradient accumulation {batch // per_device} = {batch} / ({per_device} per device")
         # no NVIDIA driver here: the GPU choice says the run goes on the CPU
         assert "cpu" in str(screen.query_one("#note-gpus", Static).render())
         assert screen.form_values()["gpus"] == "cpu"
@@ -152,7 +154,7 @@ async def test_clone_fills_the_form_from_a_run(seeded, wait_for):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.screen.query("#runs-table") and app.screen.rows)
         app.screen.query_one("#runs-table").move_cursor(row=3)  # run 2, 1gpu-2048
-        await pilot.press("k")
+        await pilot.press("C")
         await wait_for(pilot, lambda: form_filled(app))
         screen = app.screen
         assert screen.text("name") == "1gpu-2048-clone"
@@ -264,3 +266,127 @@ async def test_every_flag_has_a_field_and_the_runner_bounds_apply(seeded, wait_f
         await wait_for(pilot, target.exists)
         saved = load_config(target)
         assert saved["use_lora"] is False and saved["max_steps"] == 5
+
+
+async def test_ctrl_s_saves_under_arctui_home_named_after_the_run_and_asks_before_overwriting(
+        seeded, tmp_path, wait_for, notified, configs_dir):
+    from arctui.screens.confirm import ConfirmScreen
+    from runner.paths import arctui_home
+
+    name = f"saved-{tmp_path.name}"[:60]
+    target = arctui_home() / "configs" / f"{name}.yaml"
+    shipped = {p: p.read_bytes() for p in configs_dir.rglob("*.yaml")}
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
+        screen = await open_form(wait_for, pilot, app)
+        assert screen.text("save_path") == ""  # empty: the default place, following the name
+        await set_field(wait_for, pilot, screen, "name", name)
+        assert note_text(screen, "save_path").startswith("ctrl+s writes ") and f"configs/{name}.yaml" in note_text(
+            screen, "save_path")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, target.exists)
+        assert load_config(target).name == name
+        assert not screen.is_dirty  # saved: leaving asks nothing
+        first = target.read_text()
+        # again, changed: the file exists, so it asks; no keeps the file as it was
+        await set_field(wait_for, pilot, screen, "max_steps", "3")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert str(target) in app.screen.question
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert target.read_text() == first and screen.is_dirty
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: load_config(target)["max_steps"] == 3)
+    # the shipped presets were never touched
+    assert {p: p.read_bytes() for p in configs_dir.rglob("*.yaml")} == shipped
+
+
+async def test_the_preset_list_says_where_each_preset_comes_from(seeded, tmp_path, wait_for, configs_dir):
+    from arctui.run_form import find_presets
+    from runner.paths import arctui_home
+
+    saved = arctui_home() / "configs" / f"mine-{tmp_path.name}.yaml"[:80]
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text((configs_dir / "tiny-cpu.yaml").read_text())
+    presets = find_presets()
+    labels = [label for _, label in presets]
+    paths = [path.resolve() for path, _ in presets]
+    assert len(set(labels)) == len(labels) and len(set(paths)) == len(paths)  # nothing twice
+    assert "tiny-cpu.yaml  (arctui: " in "\n".join(labels)
+    assert any(label.startswith(saved.name) and "(saved: " in label for label in labels)
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(wait_for, pilot, app)
+        select = screen.query_one("#preset", Select)
+        await wait_for(pilot, lambda: len(select._options) > 1)
+        shown = [str(prompt) for prompt, _ in select._options]
+        assert any("(saved: " in text for text in shown)
+
+
+async def test_the_form_becomes_a_study_with_variants(seeded, tmp_path, wait_for, notified):
+    from arctui.screens.study_form import StudyFormScreen, studies_dir
+    from arctui.studies.spec import load_study
+
+    study = f"study-{tmp_path.name}"[:50]
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
+        screen = await open_form(wait_for, pilot, app)
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: isinstance(app.screen, StudyFormScreen))
+        dialog = app.screen
+        dialog.query_one("#study-name", Input).value = study
+        await pilot.press("ctrl+s")  # no variant yet: says so, writes nothing
+        await wait_for(pilot, lambda: "add at least one variant" in str(dialog.query_one("#study-form-problem").render()))
+        await pilot.press(*"msl-1024", "enter", *"max_seq_len=1024", "enter")
+        await pilot.press(*"bad", "enter", *"max_seq_len=-4", "enter")
+        assert [name for name, _ in dialog.variants] == ["msl-1024", "bad"]
+        await pilot.press("ctrl+s")  # the study's own checks name the variant and its key
+        await wait_for(pilot, lambda: "variant 'bad'" in str(dialog.query_one("#study-form-problem").render()))
+        assert not (studies_dir() / f"{study}.yaml").exists()
+        dialog.variants.pop()
+        await pilot.press(*"lr", "enter", *"learning_rate=3e-4; lora_r=16", "enter")
+        await pilot.click("#study-save")
+        path = studies_dir() / f"{study}.yaml"
+        await wait_for(pilot, path.exists)
+        await wait_for(pilot, lambda: app.screen is screen)
+        model = screen.text("model_path")
+    loaded = load_study(path)
+    assert loaded.name == study
+    assert [v.name for v in loaded.variants] == ["msl-1024", "lr"]
+    assert loaded.variants[0].config["max_seq_len"] == 1024
+    assert loaded.variants[1].config["lora_r"] == 16 and loaded.variants[1].config["learning_rate"] == 3e-4
+    assert loaded.base["model_path"] == model
+
+
+@pytest.mark.slow
+async def test_save_and_launch_a_study_from_the_form(tmp_path, wait_for, notified, configs_dir):
+    """The study written from the form is the one `arctui study launch` reads: it starts, its run
+    trains, and the app opens the study."""
+    from arctui.cli import main
+    from arctui.screens.studies import StudyScreen
+    from arctui.screens.study_form import StudyFormScreen
+    from db.store import RunStore
+
+    url = f"sqlite:///{tmp_path / 'arctui.db'}"
+    study = f"form-{tmp_path.name}"[:50]
+    app = make_app(url, analyze_prompts=False)
+    try:
+        async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
+            screen = await open_form(wait_for, pilot, app, preset=configs_dir / "tiny-cpu.yaml")
+            await wait_for(pilot, lambda: screen.text("model_path") == "tiny:random-llama" and not screen.errors)
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: isinstance(app.screen, StudyFormScreen))
+            app.screen.query_one("#study-name", Input).value = study
+            await pilot.press(*"short", "enter", *"max_steps=2", "enter")
+            await pilot.click("#study-launch")
+            await wait_for(pilot, lambda: isinstance(app.screen, StudyScreen), timeout=600)
+            await wait_for(pilot, lambda: notified.find(f"Launched study #{app.screen.study_ref}"))
+        with RunStore.open(url) as store:
+            runs = store.study_runs(study)
+            assert [summary.run.variant for summary in runs] == ["short"]
+            assert runs[0].run.config["max_steps"] == 2
+    finally:
+        main(["--db", url, "study", "stop", study])
