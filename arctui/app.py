@@ -34,7 +34,8 @@ class ArcTuiApp(App[int]):
     BINDINGS = [
         Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("n", "new_run", "New run", id="app.new_run"),
-        Binding("g", "gpus", "GPUs", id="app.gpus"),
+        Binding("u", "gpus", "GPUs", id="app.gpus"),  # g/G move to the top/bottom of lists
+        Binding("i", "studies", "Studies", id="app.studies"),  # a study runs an iteration as one; t tags a run
         Binding("q", "quit", "Quit", id="app.quit", priority=False),
     ]
 
@@ -46,6 +47,7 @@ class ArcTuiApp(App[int]):
         poll_seconds: float = POLL_SECONDS,
         gpu_reader: Callable | None = None,
         analyze_prompts: bool = True,
+        open_run: str | None = None,
     ) -> None:
         super().__init__()
         self.db_url = db_url
@@ -59,6 +61,8 @@ class ArcTuiApp(App[int]):
         self.analyze_prompts = analyze_prompts
         """Whether the new-run form counts prompt lengths for its fit figure (a child process that
         tokenizes every prompt: ~20 s of CPU for ARC-AGI-1 on 2 cores, then cached on disk)."""
+        self.first_run = open_run
+        """A run to open on start, above the Runs screen (``arctui --open-run RUN``; ``make run``)."""
         self._store = None
         self._store_lock = threading.Lock()
         self._last_error: tuple[str, float] | None = None
@@ -78,6 +82,8 @@ class ArcTuiApp(App[int]):
         from arctui.screens.runs import RunsScreen
 
         self.push_screen(RunsScreen())
+        if self.first_run is not None:
+            self.open_run(self.first_run)
         # A supervisor that dies while the app is open must not leave its run "running" on screen.
         self.recover_orphaned_runs()
         self.set_interval(RECOVERY_SECONDS, self.recover_orphaned_runs)
@@ -129,13 +135,34 @@ class ArcTuiApp(App[int]):
                     title="Run ended badly", severity="error", timeout=15,
                 )
 
+    # -- leaving forms: a filled form is never lost without asking ---------------------------------
+    def after_forms_agree(self, then: Callable[[], object]) -> None:
+        """Call ``then`` once every open form with unsaved changes has been confirmed discarded
+        (forms define ``confirm_discard(then)``)."""
+        forms = [s for s in self.screen_stack if callable(getattr(s, "confirm_discard", None))]
+
+        def ask(remaining: list) -> None:
+            if not remaining:
+                then()
+                return
+            remaining[-1].confirm_discard(lambda: ask(remaining[:-1]))
+
+        ask(forms)
+
+    async def action_quit(self) -> None:
+        """Quit (q, ctrl+q), asking first when a form has unsaved changes."""
+        self.after_forms_agree(self.exit)
+
     # -- navigation -------------------------------------------------------------------------------
     def action_show_runs(self) -> None:
         """Back to the Runs screen (the bottom of the stack), closing the screens above it."""
         from arctui.screens.runs import RunsScreen
 
-        while len(self.screen_stack) > 1 and not isinstance(self.screen, RunsScreen):
-            self.pop_screen()
+        def close_above() -> None:
+            while len(self.screen_stack) > 1 and not isinstance(self.screen, RunsScreen):
+                self.pop_screen()
+
+        self.after_forms_agree(close_above)
 
     def action_help(self) -> None:
         from arctui.screens.help import HelpScreen
@@ -154,6 +181,18 @@ class ArcTuiApp(App[int]):
         if not isinstance(self.screen, GpusScreen):
             self.push_screen(GpusScreen())
 
+    def action_studies(self) -> None:
+        from arctui.screens.studies import StudiesScreen
+
+        if not isinstance(self.screen, StudiesScreen):
+            self.push_screen(StudiesScreen())
+
+    def open_study(self, study_ref: str) -> None:
+        """Show the Study screen for ``study_ref`` (an id or a name)."""
+        from arctui.screens.studies import StudyScreen
+
+        self.push_screen(StudyScreen(study_ref))
+
     def open_run(self, run_id: str) -> None:
         """Show the Run screen for ``run_id``."""
         from arctui.screens.run import RunScreen
@@ -166,6 +205,20 @@ class ArcTuiApp(App[int]):
         from arctui.screens.compare import CompareScreen
 
         self.push_screen(CompareScreen(run_ids))
+
+    def open_predictions(self, run_id: str, *, source_key: tuple[int, str] | None = None,
+                         task_id: str | None = None) -> None:
+        """Show the Predictions screen of ``run_id``'s evaluation ``source_key`` ((step, data set);
+        None: the newest), with ``task_id`` selected if given."""
+        from arctui.screens.predictions import PredictionsScreen
+
+        self.push_screen(PredictionsScreen(run_id, source_key=source_key, task_id=task_id))
+
+    def open_task_diff(self, run_a: str, run_b: str) -> None:
+        """Show which tasks each of two runs solves that the other does not."""
+        from arctui.screens.predictions import TaskDiffScreen
+
+        self.push_screen(TaskDiffScreen(run_a, run_b))
 
 
 def _is_user_error(error: BaseException) -> bool:

@@ -115,7 +115,7 @@ async def test_compare_baseline_moves_and_markdown_is_copied(seeded, wait_for, n
 async def test_gpus_screen_without_nvidia_driver_says_so(seeded, wait_for):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("g")
+        await pilot.press("u")
         assert isinstance(app.screen, GpusScreen)
         screen = app.screen
         await wait_for(pilot, lambda: screen.unavailable_reason is not None)
@@ -131,7 +131,7 @@ async def test_gpus_screen_without_nvidia_driver_says_so(seeded, wait_for):
 async def test_gpus_screen_lists_gpus_and_holders(seeded, wait_for, two_h100s):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now, gpu_reader=two_h100s)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("g")
+        await pilot.press("u")
         screen = app.screen
         await wait_for(pilot, lambda: screen.query_one("#gpus-table", DataTable).row_count == 2)
         table = screen.query_one("#gpus-table", DataTable)

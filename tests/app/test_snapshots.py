@@ -99,6 +99,26 @@ def test_run_screen_80x24(snap_compare, seeded):
     assert snap_compare(app_for(seeded), terminal_size=(80, 24), run_before=run_before)
 
 
+def test_run_screen_in_the_eval_loss_phase_80x24(snap_compare, seeded):
+    """The phase line with its own progress, the ETA with the eval-loss passes to come."""
+    from db.store import RunStore
+
+    with RunStore.open(seeded.url) as store:
+        run = store.get_run(seeded.running_id)
+        store.update_run(run.id, config={**run.config, "eval_steps": 20})
+        t, seq = seeded.frozen_now - 30, run.events_cursor + 1
+        store.ingest_events(run.id, [
+            {"seq": seq, "time": t, "event": "phase", "phase": "eval_loss", "done": 0, "total": 10},
+            {"seq": seq + 1, "time": t + 20, "event": "phase", "phase": "eval_loss", "done": 4, "total": 10}])
+
+    async def run_before(pilot):
+        pilot.app.open_run(str(seeded.running_id))
+        await settle(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.detail is not None
+                     and len(pilot.app.screen.query_one("#run-log").lines) == 40)
+
+    assert snap_compare(app_for(seeded), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_compare_screen(snap_compare, seeded):
     async def run_before(pilot):
         pilot.app.open_comparison(["2", "1", "3"])
@@ -111,7 +131,7 @@ def test_compare_screen(snap_compare, seeded):
 def test_gpus_screen_without_driver(snap_compare, seeded):
     async def run_before(pilot):
         await settle(pilot, lambda: runs_loaded(pilot.app))
-        await pilot.press("g")
+        await pilot.press("u")
         await settle(pilot, lambda: getattr(pilot.app.screen, "unavailable_reason", None) is not None)
 
     assert snap_compare(app_for(seeded), terminal_size=(100, 20), run_before=run_before)
@@ -120,7 +140,7 @@ def test_gpus_screen_without_driver(snap_compare, seeded):
 def test_gpus_screen_with_two_gpus(snap_compare, seeded, two_h100s):
     async def run_before(pilot):
         await settle(pilot, lambda: runs_loaded(pilot.app))
-        await pilot.press("g")
+        await pilot.press("u")
         await settle(pilot, lambda: getattr(pilot.app.screen, "gpus", ()))
 
     assert snap_compare(app_for(seeded, two_h100s), terminal_size=(100, 20), run_before=run_before)
@@ -156,3 +176,82 @@ def test_help_screen(snap_compare, seeded):
         await pilot.press("question_mark")
 
     assert snap_compare(app_for(seeded), terminal_size=(100, 40), run_before=run_before)
+
+
+def with_evaluation(seeded):
+    """The seeded store plus a fixed evaluation of four real ARC tasks for the baseline run (#1)."""
+    from db.store import RunStore
+    from tests.predictions_data import record_evaluation
+
+    with RunStore.open(seeded.url) as store:
+        record_evaluation(store, seeded.completed_ids[0], Path(seeded.url.removeprefix("sqlite:///")).parent / "eval")
+    return seeded
+
+
+def predictions_shown(app, task_id: str) -> bool:
+    from arctui.screens.predictions import PredictionsScreen
+
+    screen = app.screen
+    return isinstance(screen, PredictionsScreen) and screen.evaluation is not None and screen.selected == task_id
+
+
+def test_predictions_screen_120x40(snap_compare, seeded):
+    from tests.predictions_data import UNSOLVED_A
+
+    async def run_before(pilot):
+        pilot.app.open_predictions(str(seeded.completed_ids[0]), task_id=UNSOLVED_A)
+        await settle(pilot, lambda: predictions_shown(pilot.app, UNSOLVED_A))
+
+    assert snap_compare(app_for(with_evaluation(seeded)), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_predictions_screen_80x24(snap_compare, seeded):
+    from tests.predictions_data import SOLVED_A
+
+    async def run_before(pilot):
+        pilot.app.open_predictions(str(seeded.completed_ids[0]), task_id=SOLVED_A)
+        await settle(pilot, lambda: predictions_shown(pilot.app, SOLVED_A))
+
+    assert snap_compare(app_for(with_evaluation(seeded)), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_runs_screen_80x24_scrolled_right_keeps_id_and_name(snap_compare, seeded):
+    async def run_before(pilot):
+        await settle(pilot, lambda: runs_loaded(pilot.app))
+        await pilot.press("G")  # the last run: its accuracy line shows under the table
+        table = pilot.app.screen.query_one("#runs-table", DataTable)
+        table.scroll_to(x=table.max_scroll_x, animate=False)
+        await settle(pilot, lambda: "accuracy" in str(pilot.app.screen.query_one("#runs-detail").render()))
+
+    assert snap_compare(app_for(seeded), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_new_run_form_saved_as_a_study(snap_compare, seeded):
+    async def run_before(pilot):
+        from arctui.screens.study_form import StudyFormScreen
+
+        pilot.app.push_screen(NewRunScreen(preset=PRESET))
+        await settle(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen)
+                     and pilot.app.screen.query("#field-name") and pilot.app.screen.text("name") == "snapshot-cpu"
+                     and not pilot.app.screen.pending and gpus_checked(pilot.app.screen))
+        await pilot.press("ctrl+t")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, StudyFormScreen))
+        await pilot.press(*"msl-1024", "enter", *"max_seq_len=1024", "enter", *"lr", "enter")
+        await settle(pilot, lambda: len(pilot.app.screen.variants) == 1)
+
+    assert snap_compare(app_for(seeded), terminal_size=(100, 30), run_before=run_before)
+
+
+def test_log_view_searching_80x24(snap_compare, seeded):
+    async def run_before(pilot):
+        from arctui.screens.log_view import LogViewScreen
+
+        pilot.app.open_run(str(seeded.running_id))
+        await settle(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.detail is not None)
+        await pilot.press("L")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, LogViewScreen)
+                     and len(pilot.app.screen.log_widget.lines) == 40)
+        await pilot.press("slash", *"loss 0.8", "enter", "N")  # from the bottom: the newest match, then back one
+        await settle(pilot, lambda: str(pilot.app.screen.query_one("#log-matches").render()).startswith("3/4"))
+
+    assert snap_compare(app_for(seeded), terminal_size=(80, 24), run_before=run_before)
