@@ -16,7 +16,9 @@ What it writes to ``--output_dir``: ``cfg.json`` (resolved flags) at start, ``ch
 every ``--save_steps`` (adapter or model, tokenizer, optimizer, scheduler, RNG and data-stream state;
 the last ``--save_total_limit`` kept), the final adapter (or model) and tokenizer at the end, and the
 event stream ``events.jsonl`` (or ``--events_file``; schema in ``docs/events.md``), and
-``data_order.jsonl`` (the sample ids of every step). Batches are built in a child process from a
+``data_order.jsonl`` (the sample ids of every step); with ``--report_to`` also ``runs/`` (TensorBoard)
+or ``wandb/`` (W&B, offline unless ``WANDB_MODE`` is set); PiSSA/OLoRA runs keep ``initial_adapter/`` and
+convert the final adapter to one that fits the original base model. Batches are built in a child process from a
 seeded stream addressed by a draw cursor, so a resumed run sees exactly the data it would have seen.
 
 SIGTERM or SIGINT finishes the current optimizer step, saves a checkpoint, writes an ``end`` event with
@@ -30,13 +32,15 @@ status 2.
 Why this module is over 600 lines: it is the training recipe, kept as one readable file from flags to
 the last checkpoint (as torchtune's recipes and nanoGPT's train.py are); what is not the recipe lives
 beside it: the flag schema (``runner.flags``), batches (``runner.training_data``), the loss
-(``runner.loss``), CPU precision (``runner.precision``) and events (``runner.events``).
+(``runner.loss``), CPU precision (``runner.precision``), the optimizer (``runner.optimizers``), trackers
+(``runner.trackers``) and events (``runner.events``).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import json
 import math
 import os
@@ -62,14 +66,25 @@ from runner.flags import (
     FlagError,
     check_flags,
     check_value,
+    compose_weights,
     flags,
     flags_by_group,
+)
+from runner.optimizers import bitsandbytes_missing, build_optimizer, resolve_optimizer
+from runner.trackers import (
+    accelerator_kwargs,
+    check_tracker,
+    end_trackers,
+    log_values,
+    start_trackers,
+    step_values,
 )
 
 PROG = "fine_tuning"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 DATA_ORDER_FILE = "data_order.jsonl"
+INITIAL_ADAPTER = "initial_adapter"  # PiSSA/OLoRA runs: the adapter before training (see _save_initial_adapter)
 
 
 class TrainingConfig:
@@ -286,26 +301,32 @@ class Run:
         self.step = 0
         self.last_train_loss: float | None = None
         self.last_eval_loss: float | None = None
+        self.phase: str | None = None  # the last `phase` event's name
 
     # -- setup without side effects ------------------------------------------------------------
     def prepare_inputs(self) -> None:
         import torch
         from accelerate import Accelerator
-        from transformers import AutoTokenizer
 
         from runner.encoders import create_grid_encoder
-        from runner.modelzoo import validate_model_dir
-        from runner.training_data import TrainStream, build_validation_set, load_sources, prompt_length_stats
+        from runner.modelzoo import load_tokenizer, validate_model_dir
+        from runner.training_data import (
+            TrainStream,
+            build_validation_set,
+            load_sources,
+            prompt_length_stats,
+            subsample_sources,
+        )
 
         cfg = self.cfg
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        check_tracker(cfg.report_to)
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                                       **accelerator_kwargs(cfg.report_to, Path(cfg.output_dir or ".")))
         check_config(cfg, self.accelerator.num_processes)
+        _check_bitsandbytes_needs(cfg, self.accelerator.device.type)
         validate_model_dir(cfg.model_path)
         self.grid_encoder = create_grid_encoder(cfg.grid_encoder)
-        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
-        if self.tokenizer.pad_token_id is None:
-            # Padding positions are masked and carry no labels, so any id will do.
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer = load_tokenizer(cfg.model_path)  # pad token never the end-of-turn token (arc24)
         self.sources = load_sources(cfg.train_datasets)
         self.length_stats = prompt_length_stats(self.sources, self.grid_encoder, self.tokenizer, cfg.max_seq_len)
         if self.length_stats["share_over_msl"] >= 1.0 and not cfg.remove_train_samples_to_fit_max_seq_len:
@@ -321,7 +342,8 @@ class Run:
             val_ref, val_version = cfg.val_dataset
             load_sources([(val_ref, val_version)])  # same prompt-version check as training
             self.validation = build_validation_set(
-                load_tasks(val_ref), val_version, self.grid_encoder, self.tokenizer, cfg.max_seq_len
+                load_tasks(val_ref), val_version, self.grid_encoder, self.tokenizer, cfg.max_seq_len,
+                max_tasks=cfg.val_max_tasks,
             )
             if not self.validation.samples:
                 raise ConfigError(
@@ -347,9 +369,13 @@ class Run:
             seed = _broadcast_int(self.accelerator, seed)
         cfg.random_seed = seed
         self.stream = TrainStream(
-            self.sources, self.grid_encoder, self.tokenizer, cfg.max_seq_len, seed,
+            subsample_sources(self.sources, cfg.subsample_train_tasks_ratio or 1.0, seed),
+            self.grid_encoder, self.tokenizer, cfg.max_seq_len, seed,
             remove_train_samples_to_fit_max_seq_len=cfg.remove_train_samples_to_fit_max_seq_len,
             grouping_window=cfg.length_grouping_window,
+            verify_correct_output_probability=cfg.verify_correct_output_probability,
+            compose_new_task_probability=cfg.compose_new_task_probability,
+            compose_new_task_weights=compose_weights(cfg.compose_new_task_weights, prefix="--"),
         )
         if self.resume_state is not None:
             self.stream.load_state_dict(self.resume_state["data"])
@@ -364,6 +390,9 @@ class Run:
         # Which samples each step saw (one line per step): the data order is inspectable and a resumed
         # run can be checked against an uninterrupted one.
         self.data_order = (self.output_dir / DATA_ORDER_FILE).open("a") if acc.is_main_process else None
+        tracker_note = start_trackers(acc, self.cfg.report_to, self.output_dir, self.cfg.to_dict())
+        if tracker_note:
+            self._print(tracker_note)
 
     def build_model(self) -> None:
         import torch
@@ -376,12 +405,23 @@ class Run:
         self.batches = BatchBuilder(self.stream, cfg.model_path, cfg.grid_encoder, cfg.batch_size)
         random.seed(cfg.random_seed)
         torch.manual_seed(cfg.random_seed)
+        self.events.emit("phase", phase="loading_model", done=None, total=None)
         self.dtype, dtype_note = _resolve_dtype(cfg.torch_dtype, acc.device, lora=cfg.use_lora)
         if dtype_note:
-            self._print(dtype_note)
+            self._notice(dtype_note)
+        self.attn_implementation, attn_note = attention_implementation(acc.device.type, self.dtype)
+        self._print(attn_note)
         device_map = _resolve_device_map(cfg.device_map)
         self.model_parallel = device_map is not None
-        load_kwargs: dict[str, Any] = {"dtype": self.dtype}
+        load_kwargs: dict[str, Any] = {"dtype": self.dtype, "attn_implementation": self.attn_implementation}
+        if cfg.use_4bit_quantization:
+            from transformers import BitsAndBytesConfig
+
+            # QLoRA's recipe: NF4 weights, double quantization, compute in the run's dtype.
+            load_kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=self.dtype,
+            )
         if self.model_parallel:
             load_kwargs["device_map"] = device_map
             gpus = list(range(torch.cuda.device_count()))
@@ -395,6 +435,10 @@ class Run:
             full_model_source = str(self.resume_from)
         model = AutoModelForCausalLM.from_pretrained(full_model_source, **load_kwargs)
         model.config.use_cache = False
+        if cfg.use_4bit_quantization:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if cfg.use_lora:
@@ -407,6 +451,7 @@ class Run:
                 lora = LoraConfig(
                     r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                     target_modules=cfg.lora_target_modules, bias="none", task_type="CAUSAL_LM",
+                    use_rslora=cfg.use_rslora, use_dora=cfg.use_dora, **_lora_init_kwargs(cfg.lora_weight_initialization),
                 )
                 try:
                     model = get_peft_model(model, lora)
@@ -415,10 +460,14 @@ class Run:
                         f"--lora_target_modules {' '.join(cfg.lora_target_modules)} do not match this model "
                         f"({str(exc).splitlines()[0][:120]}); use its attention projection names"
                     ) from exc
+                self._save_initial_adapter(model)
         params = [p for p in model.parameters() if p.requires_grad]
         self.trainable_parameters = sum(p.numel() for p in params)
         self.total_parameters = sum(p.numel() for p in model.parameters())
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
+        self.optimizer_name, optimizer_note = resolve_optimizer(cfg.optim, acc.device.type)
+        if optimizer_note:
+            self._notice(optimizer_note)
+        optimizer = build_optimizer(self.optimizer_name, params, cfg.learning_rate)
         scheduler_kwargs = {"num_cycles": cfg.lr_num_cycles} if cfg.lr_scheduler_type == "cosine_with_restarts" else {}
         if cfg.lr_scheduler_type == "cosine_with_min_lr":
             scheduler_kwargs = {"min_lr_rate": 0.1}
@@ -539,37 +588,53 @@ class Run:
         acc = self.accelerator
         final = self.output_dir / f"checkpoint-{self.step}"
         staging = self.output_dir / f".checkpoint-{self.step}.partial"
-        if acc.is_main_process:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-        acc.wait_for_everyone()
+        self.phase = "saving_checkpoint"
+        self.events.emit("phase", phase="saving_checkpoint", done=None, total=None)
 
-        def encoded(state) -> str:  # a torch RNG state (uint8 tensor) as text
-            return base64.b64encode(state.cpu().numpy().tobytes()).decode("ascii")
+        def write_files() -> None:
+            if acc.is_main_process:
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+            acc.wait_for_everyone()
 
-        # JSON, not a pickle: resuming must never run code from a file in the run's folder.
-        version, internal, gauss = random.getstate()
-        kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
-        rng_state = {
-            "python": [version, list(internal), gauss],
-            "numpy": {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
-                      "cached_gaussian": float(cached_gaussian)},
-            "torch": encoded(torch.get_rng_state()),
-            "cuda": [encoded(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else None,
-        }
-        (staging / f"rng_state_{acc.process_index}.json").write_text(json.dumps(rng_state))
-        if acc.is_main_process:
-            acc.unwrap_model(self.model).save_pretrained(staging, safe_serialization=True)
-            self.tokenizer.save_pretrained(staging)
-            torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
-            torch.save(self.scheduler.state_dict(), staging / "scheduler.pt")
-            state = {
-                "step": self.step,
-                "data": self.stream_state_after_step,
-                "train_loss": self.last_train_loss,
-                "eval_loss": self.last_eval_loss,
+            def encoded(state) -> str:  # a torch RNG state (uint8 tensor) as text
+                return base64.b64encode(state.cpu().numpy().tobytes()).decode("ascii")
+
+            # JSON, not a pickle: resuming must never run code from a file in the run's folder.
+            version, internal, gauss = random.getstate()
+            kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+            rng_state = {
+                "python": [version, list(internal), gauss],
+                "numpy": {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                          "cached_gaussian": float(cached_gaussian)},
+                "torch": encoded(torch.get_rng_state()),
+                "cuda": [encoded(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else None,
             }
-            (staging / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+            (staging / f"rng_state_{acc.process_index}.json").write_text(json.dumps(rng_state))
+            if acc.is_main_process:
+                acc.unwrap_model(self.model).save_pretrained(staging, safe_serialization=True)
+                self.tokenizer.save_pretrained(staging)
+                torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
+                torch.save(self.scheduler.state_dict(), staging / "scheduler.pt")
+                state = {
+                    "step": self.step,
+                    "data": self.stream_state_after_step,
+                    "train_loss": self.last_train_loss,
+                    "eval_loss": self.last_eval_loss,
+                }
+                (staging / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+
+        try:
+            write_files()
+        except Exception as exc:  # OSError, torch's RuntimeError, safetensors' SafetensorError
+            if not _disk_full(exc):
+                raise
+            if acc.is_main_process:
+                shutil.rmtree(staging, ignore_errors=True)  # frees what it took, so the error can be logged
+            raise DiskFullError(
+                f"no space left on device while saving checkpoint-{self.step} in {self.output_dir}; free space "
+                "there (or lower --save_total_limit) and launch again to resume from the last checkpoint"
+            ) from None
         acc.wait_for_everyone()
         if acc.is_main_process:
             shutil.rmtree(final, ignore_errors=True)
@@ -595,6 +660,10 @@ class Run:
             visible_devices=visible,
             device_names=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
             dtype=str(self.dtype).removeprefix("torch."),
+            quantization="4bit-nf4" if self.cfg.use_4bit_quantization else None,
+            attn_implementation=self.attn_implementation,
+            optimizer={"requested": self.cfg.optim, "used": self.optimizer_name},
+            lora=self._lora_summary(),
             gradient_accumulation_steps=self.accumulation_steps,
             max_steps=self.cfg.max_steps,
             start_step=self.step,
@@ -611,6 +680,16 @@ class Run:
             output_dir=str(self.output_dir.resolve()),
             resumed_from=str(self.resume_from.resolve()) if self.resume_from else None,
         )
+
+    def _lora_summary(self) -> dict[str, Any] | None:
+        """What the adapter really is (a resumed or given adapter keeps its own settings)."""
+        config = getattr(self.accelerator.unwrap_model(self.model), "peft_config", {}).get("default")
+        if config is None:
+            return None
+        scale = config.lora_alpha / (math.sqrt(config.r) if config.use_rslora else config.r)
+        init = config.init_lora_weights
+        return {"r": config.r, "alpha": config.lora_alpha, "rslora": bool(config.use_rslora),
+                "dora": bool(config.use_dora), "scale": scale, "init": "default" if init is True else str(init)}
 
     # -- the loop ------------------------------------------------------------------------------
     @property
@@ -672,18 +751,23 @@ class Run:
         model = acc.unwrap_model(self.model)  # no DDP collectives: processes may get unequal batches
         model.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=self.input_device)
+        batches = eval_batches(
+            self.validation.samples, self.cfg.per_device_train_batch_size, acc.num_processes, acc.process_index
+        )
+        progress = PhaseProgress(self.events, "eval_loss", len(batches))
         with torch.no_grad():
-            for batch in eval_batches(
-                self.validation.samples, self.cfg.per_device_train_batch_size, acc.num_processes, acc.process_index
-            ):
+            for batch in batches:
                 inputs = {k: v.to(self.input_device) for k, v in collate(batch, self.tokenizer.pad_token_id).items()}
                 loss = causal_lm_loss(model, inputs, 1, full_logits=self.cfg.full_logits)  # token sum
                 totals[0] += loss.double()
                 totals[1] += sum(s.n_answer_tokens for s in batch)
+                progress.advance()
         totals = acc.reduce(totals, "sum") if acc.num_processes > 1 else totals
         eval_loss = (totals[0] / totals[1]).item()
         self.last_eval_loss = eval_loss
         self.events.emit("eval", step=self.step, eval_loss=eval_loss, eval_seconds=time.perf_counter() - started)
+        log_values(acc, self.cfg.report_to, {"eval/loss": eval_loss}, self.step)
+        self.phase = "eval_loss"
         self._print(f"step {self.step}: eval_loss {eval_loss:.4f}")
         return eval_loss
 
@@ -706,6 +790,11 @@ class Run:
         if self.cfg.verbose and self.accelerator.is_main_process:
             print(f"[{PROG}] {line}", flush=True)
 
+    def _notice(self, line: str) -> None:
+        """A line the user must see whatever --verbose says (a fallback from what they asked for)."""
+        if self.accelerator.is_main_process:
+            print(f"[{PROG}] {line}", file=sys.stderr, flush=True)
+
     def train(self) -> str:
         """Run optimizer steps up to max_steps; returns the end status."""
         import torch
@@ -715,6 +804,9 @@ class Run:
         window: dict[str, Any] = _empty_window()
         try:
             while self.step < cfg.max_steps:
+                if self.phase != "train":  # starting, or back from an evaluation or a checkpoint
+                    self.phase = "train"
+                    self.events.emit("phase", phase="train", done=self.step, total=cfg.max_steps)
                 step_started = time.perf_counter()
                 batch, self.stream_state_after_step = self.batches.next()
                 figures = self.optimizer_step(batch)
@@ -735,7 +827,8 @@ class Run:
                     self._log_window(window)
                     window = _empty_window()
                 stopping = self._stop_agreed()
-                if self.validation and (self.step % cfg.eval_steps == 0 or self.step == cfg.max_steps) and not stopping:
+                final = self.step == cfg.max_steps and cfg.eval_at_end
+                if self.validation and (self.step % cfg.eval_steps == 0 or final) and not stopping:
                     self.evaluate()
                 if stopping or self.step % cfg.effective_save_steps == 0:
                     if window["steps"]:
@@ -758,7 +851,7 @@ class Run:
         grad_norm = window["grad_norm"]
         seconds = window["seconds"]
         padded = window["padded_tokens"]
-        self.events.emit(
+        event = self.events.emit(
             "step",
             step=self.step,
             max_steps=self.cfg.max_steps,
@@ -775,20 +868,48 @@ class Run:
             peak_memory_gb=self._peak_memory(),
             skipped_share=_skipped_share(self.stream_state_after_step),
         )
+        if event is not None:
+            log_values(acc, self.cfg.report_to, step_values(event), self.step)
         self._print(
             f"step {self.step}/{self.cfg.max_steps}: loss {self.last_train_loss:.4f}, "
             f"{seconds / window['steps']:.2f} s/step, lr {window['learning_rate']:.2e}"
         )
 
+    def _save_initial_adapter(self, model) -> None:
+        """PiSSA and OLoRA move part of each base weight into the adapter, so the trained adapter only
+        fits the changed base. Keep the starting adapter (peft's recipe: saved as a plain one) so the
+        final adapter can be converted to one that fits the original base model."""
+        init = str(self.cfg.lora_weight_initialization)
+        if not (init.startswith("pissa") or init == "olora"):
+            return
+        if self.cfg.use_dora:
+            self._notice(f"--lora_weight_initialization {init} with DoRA: the saved adapters fit the model's "
+                         "residual base weights, not the original model (peft converts plain LoRA only)")
+            return
+        if self.accelerator.is_main_process:
+            config = model.peft_config["default"]
+            config.init_lora_weights = True
+            model.save_pretrained(self.output_dir / INITIAL_ADAPTER, safe_serialization=True)
+            config.init_lora_weights = _lora_init_kwargs(init)["init_lora_weights"]
+
     def _save_final(self) -> None:
         acc = self.accelerator
         acc.wait_for_everyone()
         if acc.is_main_process:
-            acc.unwrap_model(self.model).save_pretrained(self.output_dir, safe_serialization=True)
+            initial = self.output_dir / INITIAL_ADAPTER
+            # The final adapter fits the original base model (checkpoints keep the raw adapter to resume).
+            lora = self._lora_summary() or {}
+            converts = (lora.get("init", "").startswith("pissa") or lora.get("init") == "olora") and not lora["dora"]
+            convert = {"path_initial_model_for_weight_conversion": str(initial)} if converts and initial.is_dir() else {}
+            acc.unwrap_model(self.model).save_pretrained(self.output_dir, safe_serialization=True, **convert)
             self.tokenizer.save_pretrained(self.output_dir)
         acc.wait_for_everyone()
 
     def finish(self, status: str) -> None:
+        try:
+            end_trackers(self.accelerator, self.cfg.report_to)
+        except Exception as exc:  # noqa: BLE001 - a tracker's own failure must not hide how the run ended
+            self._notice(f"closing the --report_to {self.cfg.report_to} tracker failed: {exc}")
         self.events.emit(
             "end",
             status=status,
@@ -805,6 +926,38 @@ class Run:
             # own close (e.g. in build_model) must not leave the exit waiting for it forever.
             self.batches.close()
             self.batches = None
+
+
+class DiskFullError(UserError):
+    """A checkpoint could not be written: the disk is full."""
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full: an OSError with ENOSPC, or the text torch's and
+    safetensors' writers put in their own errors ("unexpected pos", "No space left on device")."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "unexpected pos" in text or "os error 28" in text
+
+
+class PhaseProgress:
+    """``phase`` events for a phase of ``total`` units: the first (done 0), then at most one a
+    second, and the last (done = total), so a long phase shows progress without flooding the file."""
+
+    MIN_INTERVAL = 1.0  # seconds between two progress events
+
+    def __init__(self, events: EventWriter, phase: str, total: int) -> None:
+        self.events, self.phase, self.total, self.done = events, phase, total, 0
+        self.last_emitted = time.monotonic()
+        events.emit("phase", phase=phase, done=0, total=total)
+
+    def advance(self, units: int = 1) -> None:
+        self.done += units
+        now = time.monotonic()
+        if self.done >= self.total or now - self.last_emitted >= self.MIN_INTERVAL:
+            self.events.emit("phase", phase=self.phase, done=self.done, total=self.total)
+            self.last_emitted = now
 
 
 def _skipped_share(stream_state: dict[str, Any]) -> float:
@@ -852,6 +1005,46 @@ def _resolve_dtype(name: str, device, *, lora: bool = True) -> tuple[Any, str | 
             return torch.bfloat16, None
         return torch.float32, "this GPU has no bf16: training in float32"
     return torch.float16, None
+
+
+def attention_implementation(device_type: str, dtype) -> tuple[str, str]:
+    """(the model's ``attn_implementation``, a line saying which and why): flash-attention 2 where it
+    can run (CUDA, the ``flash_attn`` package, 16-bit weights), PyTorch's SDPA otherwise."""
+    import torch
+
+    if device_type != "cuda":
+        return "sdpa", "attention: sdpa (flash-attention 2 needs a CUDA GPU)"
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return "sdpa", "attention: sdpa (flash_attn is not installed)"
+    if dtype not in (torch.bfloat16, torch.float16):
+        return "sdpa", f"attention: sdpa (flash-attention 2 needs bfloat16 or float16 weights, not {dtype})"
+    return "flash_attention_2", "attention: flash_attention_2"
+
+
+def _lora_init_kwargs(name: str) -> dict[str, Any]:
+    """peft LoraConfig arguments for ``--lora_weight_initialization`` (validated by runner.flags)."""
+    if name == "default":
+        return {"init_lora_weights": True}
+    if name == "loftq":
+        from peft import LoftQConfig
+
+        return {"init_lora_weights": "loftq", "loftq_config": LoftQConfig(loftq_bits=4)}
+    return {"init_lora_weights": name}
+
+
+def _check_bitsandbytes_needs(cfg: TrainingConfig, device_type: str) -> None:
+    """ConfigError at launch for what cannot run without bitsandbytes on a GPU (the optimizers fall
+    back instead: see runner.optimizers)."""
+    why = bitsandbytes_missing(device_type)
+    if not why:
+        return
+    if cfg.use_4bit_quantization:
+        raise ConfigError(f"--use_4bit_quantization: {why}; train without it on this machine")
+    if cfg.use_lora and cfg.lora_weight_initialization == "loftq" and not cfg.adapter_path:
+        raise ConfigError(f"--lora_weight_initialization loftq quantizes with bitsandbytes: {why}; "
+                          "choose another initialization (e.g. pissa) on this machine")
 
 
 def _resolve_device_map(name: str) -> str | None:

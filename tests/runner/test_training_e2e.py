@@ -68,7 +68,9 @@ def kinds(events):
 def assert_well_formed(events):
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert all(b["time"] >= a["time"] for a, b in zip(events, events[1:], strict=False))
-    assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    # Only the loading_model phase comes before start (the model loads before start can count it).
+    assert [e["event"] for e in events[:2]] == ["phase", "start"] and events[0]["phase"] == "loading_model"
+    assert events[-1]["event"] == "end"
     for event in events:
         if event["event"] == "step":
             for name, kind in STEP_FIELDS.items():
@@ -104,10 +106,12 @@ def test_accelerate_launch_writes_a_well_formed_event_file(tmp_path, tiny_model_
     assert_well_formed(events)
     assert kinds(events).count("step") == 4 and kinds(events).count("eval") == 2
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [2, 4]
-    start, end = events[0], events[-1]
+    start, end = events[1], events[-1]
     assert start["world_size"] == 1 and start["device"] == "cpu" and start["start_step"] == 0
     assert start["datasets"]["train_tasks"] == 10 and start["datasets"]["val_prompts"] > 0
-    assert set(start["prompt_lengths"]) == {"p50", "p75", "p90", "p95", "p97", "max"}
+    assert set(start["prompt_lengths"]) == {"p50", "p75", "p90", "p95", "p97", "max", "sample_size"}
+    # Fewer prompts than the length sample's size: every one was measured.
+    assert start["prompt_lengths"]["sample_size"] == start["datasets"]["train_prompts"]
     assert 0 < start["trainable_parameters"] < start["total_parameters"]
     assert set(start["versions"]) == {"python", "torch", "transformers", "peft", "accelerate"}
     assert end["status"] == "completed" and end["step"] == 4 and end["eval_loss"] > 0
@@ -130,7 +134,7 @@ def test_two_data_parallel_processes_train_like_one(tmp_path, tiny_model_dir, da
     def curve(folder):
         events = read_events(folder / "events.jsonl")
         return [(e["event"], e["step"], e.get("loss", e.get("eval_loss"))) for e in events
-                if e["event"] in ("step", "eval")], events[0]["world_size"]
+                if e["event"] in ("step", "eval")], events[1]["world_size"]
 
     (dp_curve, dp_world), (one_curve, one_world) = curve(tmp_path / "dp"), curve(tmp_path / "one")
     assert (dp_world, one_world) == (2, 1)
@@ -141,7 +145,7 @@ def test_two_data_parallel_processes_train_like_one(tmp_path, tiny_model_dir, da
         assert math.isclose(a, b, rel_tol=1e-4)
 
 
-def test_seed_command_5_runs_with_only_paths_changed(tmp_path, tiny_model_dir):
+def test_seed_command_5_runs_with_only_paths_changed(tmp_path, tiny_model_dir, capsys):
     from runner.data import write_partition
 
     train, val = write_partition(tmp_path / "new_partitions")
@@ -163,12 +167,57 @@ def test_seed_command_5_runs_with_only_paths_changed(tmp_path, tiny_model_dir):
     assert "step 2/2" in proc.stdout  # --verbose prints progress
     events = read_events(out / "events.jsonl")
     assert_well_formed(events)
-    start = events[0]
+    start = events[1]
     assert start["datasets"]["train_tasks"] == 700 and start["gradient_accumulation_steps"] == 8
     assert 0 < start["share_over_msl"] < 1
+    # arc24's LoRA variant and optimizer at the seed's date; bitsandbytes needs CUDA, so on CPU the
+    # optimizer actually used is torch's AdamW, and the start event says so.
+    assert start["lora"]["rslora"] and start["lora"]["dora"] and start["lora"]["scale"] == 64 / 32 ** 0.5
+    assert start["optimizer"] == {"requested": "paged_adamw_8bit", "used": "adamw_torch"}
     steps = [e for e in events if e["event"] == "step"]
     assert [e["step"] for e in steps] == [2] and steps[0]["samples_per_second"] > 0
-    assert events[-1]["status"] == "completed" and events[-1]["eval_loss"] > 0
+    # eval_steps (50) is beyond max_steps: as in arc24, no evaluation at all.
+    assert "eval" not in kinds(events)
+    assert events[-1]["status"] == "completed" and events[-1]["eval_loss"] is None
+
+    # A plain-LoRA run beside it, then both through the store: `arctui show` and `arctui compare` say
+    # which LoRA variant and optimizer each run really trained with.
+    plain = tmp_path / "models" / "plain"
+    proc = run_module([*flags[: flags.index("--output_dir")], "--output_dir", str(plain),
+                       *flags[flags.index("--output_dir") + 2 :], "--no-use_rslora", "--no-use_dora",
+                       "--optim", "adamw_torch", "--no-verbose"])
+    assert proc.returncode == 0, proc.stderr
+    show, compare = show_and_compare(tmp_path / "arctui.db", [out, plain], capsys)
+    assert "LoRA (as trained) r32 rsLoRA + DoRA, scale 11.3" in show
+    assert "optimizer (used) adamw_torch (asked for paged_adamw_8bit)" in show
+    rows = {line.split("  ")[0]: line for line in compare.splitlines()}
+    assert "r32 rsLoRA + DoRA, scale 11.3" in rows["LoRA (as trained)"]
+    assert "r32 plain LoRA, scale 2" in rows["LoRA (as trained)"]
+    assert "adamw_torch (asked for paged_adamw_8bit)" in rows["optimizer (used)"]
+    assert {"use_rslora", "use_dora", "optim"} <= set(rows)
+
+
+def show_and_compare(db_path, outputs, capsys) -> tuple[str, str]:
+    """Store each run (its cfg.json and events, as the supervisor does), then `arctui show` the first
+    and `arctui compare` them all; returns both outputs."""
+    from arctui.cli import main
+    from db.store import RunStore
+
+    url = f"sqlite:///{db_path}"
+    ids = []
+    with RunStore.open(url) as store:
+        for out in outputs:
+            config = {"name": out.name, **json.loads((out / "cfg.json").read_text())}
+            run = store.create_run(config, name=out.name)
+            store.set_status(run.id, "running")
+            store.ingest_events(run.id, read_events(out / "events.jsonl"))
+            store.set_status(run.id, "completed", exit_code=0)
+            ids.append(str(run.id))
+    capsys.readouterr()
+    assert main(["--db", url, "show", ids[0]]) == 0
+    show = capsys.readouterr().out
+    assert main(["--db", url, "compare", *ids]) == 0
+    return show, capsys.readouterr().out
 
 
 def wait_for_event(path, kind, process):
@@ -238,5 +287,5 @@ def test_smollm2_completes_two_steps_on_real_arc_tasks(tmp_path, demo_model_dir,
     assert [e["step"] for e in steps] == [1, 2] and events[-1]["status"] == "completed"
     # A pretrained model already predicts ARC answers far better than chance (ln 49152 ~ 10.8).
     assert all(0 < e["loss"] < 4 for e in steps), steps
-    assert events[0]["trainable_parameters"] > 0
+    assert events[1]["trainable_parameters"] > 0
     assert (out / "adapter_model.safetensors").is_file()
