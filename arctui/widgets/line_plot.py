@@ -1,8 +1,11 @@
-"""A terminal line plot drawn with braille dots (2 x 4 dots per cell).
+"""Line charts drawn by plotext (through textual-plotext's ``Plot``): y and x axes with ticks, the x axis
+labelled ("step"), several series in braille dots, each with its colour, and below them a legend
+that gives each series' latest value.
 
-Several series share the axes (training and eval loss, or the same metric of several runs); each has
-its own colour and an entry in the legend. Drawing is pure Python over at most a few thousand points
-(the store downsamples series), so a redraw costs well under a millisecond per hundred points.
+Several series share the axes (training and eval loss, or the same metric of several runs). A render
+builds the figure from scratch at the widget's size: about 5 ms for two series of 400 points in the
+Run screen's loss panel (``bench/plot_render.py``), well within a frame, and a plot redraws only when
+its series change (at most twice a second).
 """
 
 from __future__ import annotations
@@ -11,17 +14,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.color import Color
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
 from arctui.formatting import format_number
 
-# Bit of each dot inside a braille cell, indexed [x][y] with y growing downwards.
-_DOT_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
-_BRAILLE_BASE = 0x2800
-
 SERIES_COLOURS = ("#4fc1ff", "#ffb454", "#7fd962", "#f07178", "#c792ea", "#ffe66d", "#95e6cb", "#ff8f40")
+MIN_WIDTH, MIN_HEIGHT = 12, 3
 
 
 @dataclass(frozen=True)
@@ -34,109 +35,94 @@ class Series:
     colour: str = SERIES_COLOURS[0]
 
 
-def _finite_points(series: Series) -> list[tuple[float, float]]:
-    return [(x, y) for x, y in zip(series.xs, series.ys, strict=False) if math.isfinite(x) and math.isfinite(y)]
+def _finite_points(series: Series) -> tuple[list[float], list[float]]:
+    pairs = [(x, y) for x, y in zip(series.xs, series.ys, strict=False) if math.isfinite(x) and math.isfinite(y)]
+    return [x for x, _ in pairs], [y for _, y in pairs]
 
 
-def _line_dots(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
-    """Dots of a straight segment (Bresenham), so sparse points still read as a curve."""
-    dots = []
-    dx, dy = abs(x1 - x0), -abs(y1 - y0)
-    sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
-    err = dx + dy
-    while True:
-        dots.append((x0, y0))
-        if x0 == x1 and y0 == y1:
-            return dots
-        e2 = 2 * err
-        if e2 >= dy:
-            err += dy
-            x0 += sx
-        if e2 <= dx:
-            err += dx
-            y0 += sy
+def _x_ticks(low: float, high: float, width: int) -> list[float]:
+    """Whole-step ticks, about one per 12 columns, always the first and the last step."""
+    count = max(2, min(6, width // 12))
+    if high - low < count:
+        return sorted({low, high})
+    return sorted({round(low + (high - low) * i / (count - 1)) for i in range(count)})
 
 
-def _axis_label(value: float) -> str:
-    return format_number(int(value)) if float(value).is_integer() else format_number(value)
+def _y_range(ys: list[float]) -> tuple[float, float]:
+    low, high = min(ys), max(ys)
+    if high == low:  # a flat line in the middle, not on the bottom edge
+        pad = abs(high) * 0.05 or 1.0
+        return low - pad, high + pad
+    return low, high
 
 
-def render_plot(series: Sequence[Series], width: int, height: int, empty_message: str = "no data yet") -> Text:
-    """Render ``series`` into ``height`` lines of ``width`` cells: y labels, plot area, x axis, legend."""
-    lines = Text()
-    if width < 12 or height < 3:
-        return Text(empty_message, style="dim")
-    points = [(s, _finite_points(s)) for s in series]
-    all_points = [p for _, pts in points for p in pts]
+def _y_ticks(low: float, high: float, rows: int) -> list[float]:
+    """Ticks about every third row, labelled in the app's number format (``13.3k``, ``0.650``)."""
+    count = max(2, min(5, rows // 3 + 1))
+    return [low + (high - low) * i / (count - 1) for i in range(count)]
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return Color.parse(colour).get_truecolor()
+
+
+def legend_line(series: Sequence[Series], width: int) -> Text:
+    """``━ train 0.41  ━ eval 0.52``: each series in its colour with its latest value."""
     legend = Text()
-    for s, pts in points:
+    for s in series:
         if legend:
             legend.append("  ")
+        _, ys = _finite_points(s)
         legend.append("━ ", style=s.colour)
-        last = f" {format_number(pts[-1][1])}" if pts else " -"
-        legend.append(f"{s.name}{last}")
-    if not all_points:
+        legend.append(f"{s.name} {format_number(ys[-1]) if ys else '-'}")
+    legend.truncate(width)
+    return legend
+
+
+def render_plot(series: Sequence[Series], width: int, height: int, empty_message: str = "no data yet",
+                x_label: str = "step") -> Text:
+    """Render ``series`` into ``height`` lines of ``width`` cells: y ticks and the lines, x ticks, the
+    x label and a legend line (drawn below the plot, where it hides no point)."""
+    if width < MIN_WIDTH or height < MIN_HEIGHT:
+        return Text(empty_message, style="dim")
+    drawn = [(s, *_finite_points(s)) for s in series]
+    drawn = [(s, xs, ys) for s, xs, ys in drawn if xs]
+    if not drawn:
         blank = "\n" * max(0, height // 2 - 1)
         return Text(blank + empty_message.center(width), style="dim")
+    from textual_plotext.plot import Plot
 
-    xmin = min(p[0] for p in all_points)
-    xmax = max(p[0] for p in all_points)
-    ymin = min(p[1] for p in all_points)
-    ymax = max(p[1] for p in all_points)
-    if ymax == ymin:
-        pad = abs(ymax) * 0.05 or 1.0
-        ymin, ymax = ymin - pad, ymax + pad
-    if xmax == xmin:
-        xmax = xmin + 1
-
-    label_width = max(len(format_number(ymax)), len(format_number(ymin))) + 1
-    plot_w = max(1, width - label_width - 1)
-    plot_h = max(1, height - 2)  # one row for the x axis labels, one for the legend
-    dots_w, dots_h = plot_w * 2, plot_h * 4
-
-    # cell -> (bits, colour of the last series that touched it)
-    cells: dict[tuple[int, int], list] = {}
-    for s, pts in points:
-        previous = None
-        for x, y in pts:
-            dx = round((x - xmin) / (xmax - xmin) * (dots_w - 1))
-            dy = round((ymax - y) / (ymax - ymin) * (dots_h - 1))
-            segment = _line_dots(*previous, dx, dy) if previous else [(dx, dy)]
-            for px, py in segment:
-                key = (px // 2, py // 4)
-                cell = cells.setdefault(key, [0, s.colour])
-                cell[0] |= _DOT_BITS[px % 2][py % 4]
-                cell[1] = s.colour
-            previous = (dx, dy)
-
-    for row in range(plot_h):
-        if row == 0:
-            label = format_number(ymax)
-        elif row == plot_h - 1:
-            label = format_number(ymin)
-        elif plot_h >= 5 and row == plot_h // 2:
-            label = format_number((ymax + ymin) / 2)
-        else:
-            label = ""
-        lines.append(label.rjust(label_width - 1) + " ", style="dim")
-        lines.append("┤" if label else "│", style="dim")
-        for col in range(plot_w):
-            cell = cells.get((col, row))
-            if cell is None:
-                lines.append(" ")
-            else:
-                lines.append(chr(_BRAILLE_BASE + cell[0]), style=cell[1])
-        lines.append("\n")
-    left, right = _axis_label(xmin), _axis_label(xmax)
-    axis = " " * label_width + "└" + left + right.rjust(max(0, plot_w - len(left)))
-    lines.append(axis[:width] + "\n", style="dim")
-    legend.truncate(width)
-    lines.append_text(legend)
-    return lines
+    plot = Plot()
+    plot.plotsize(width, height - 1)  # the last line is the legend
+    # as textual-plotext's own widget does: plotsize alone clamps to the size of the terminal plotext
+    # saw at import (80 columns when it is no terminal)
+    plot._set_size(width, height - 1)
+    plot.theme("clear")  # the app's background and text colours show through
+    plot.frame(False)
+    for s, xs, ys in drawn:
+        plot.plot(xs, ys, marker="braille", color=_rgb(s.colour))
+    low_y, high_y = _y_range([y for _, _, ys in drawn for y in ys])
+    plot.ylim(low_y, high_y)
+    rows = height - (4 if height >= 7 else 3)  # less the legend, x ticks and x label
+    y_ticks = _y_ticks(low_y, high_y, rows)
+    plot.yticks(y_ticks, [format_number(t) for t in y_ticks])
+    all_x = [x for _, xs, _ in drawn for x in xs]
+    low, high = min(all_x), max(all_x)
+    ticks = _x_ticks(low, high, width)
+    plot.xticks(ticks, [format_number(int(t)) if float(t).is_integer() else format_number(t) for t in ticks])
+    if high == low:
+        plot.xlim(low - 1, high + 1)
+    if height >= 7:  # below that the label would take the last row of dots
+        plot.xlabel(x_label)
+    text = Text.from_ansi(plot.build())
+    text.rstrip()
+    text.append("\n")
+    text.append_text(legend_line(series, width))
+    return text
 
 
 class LinePlot(Widget):
-    """A braille line plot of one or more :class:`Series` with y labels, x range and a legend."""
+    """A plot of one or more :class:`Series` with axes, an x label and a legend (plotext)."""
 
     DEFAULT_CSS = """
     LinePlot {
@@ -151,9 +137,15 @@ class LinePlot(Widget):
     empty_message: reactive[str] = reactive("no data yet")
     """What the plot says while no series has a point."""
 
-    def __init__(self, *, empty_message: str = "no data yet", name=None, id=None, classes=None) -> None:
+    x_label: reactive[str] = reactive("step")
+    """The x axis' label."""
+
+    def __init__(self, *, empty_message: str = "no data yet", x_label: str = "step", name=None, id=None,
+                 classes=None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.set_reactive(LinePlot.empty_message, empty_message)
+        self.set_reactive(LinePlot.x_label, x_label)
 
     def render(self) -> Text:
-        return render_plot(self.series, self.content_size.width, self.content_size.height, self.empty_message)
+        return render_plot(self.series, self.content_size.width, self.content_size.height, self.empty_message,
+                           self.x_label)

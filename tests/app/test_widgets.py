@@ -1,10 +1,11 @@
-"""Unit tests of the pure pieces: number/duration/age formatting and the braille plot."""
+"""Unit tests of the pure pieces: number/duration/age formatting and the plotext line plot."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+from rich.style import Style
 
 from arctui.formatting import (
     eta_seconds,
@@ -60,35 +61,51 @@ def lines_of(text) -> list[str]:
     return text.plain.split("\n")
 
 
-def test_plot_fills_the_given_size_with_labels_axis_and_legend():
+def braille_dots(lines: list[str]) -> int:
+    return sum(1 for line in lines for ch in line if 0x2800 < ord(ch) <= 0x28FF)
+
+
+def test_plot_fills_the_given_size_with_ticks_step_label_and_legend():
     xs = tuple(float(i) for i in range(1, 101))
     train = Series("train", xs, tuple(2.0 * math.exp(-x / 30) + 0.3 for x in xs))
     evals = Series("eval", (20.0, 40.0, 60.0), (1.2, 0.8, 0.6), "#ffb454")
     lines = lines_of(render_plot([train, evals], 60, 12))
     assert len(lines) == 12
     assert all(len(line) <= 60 for line in lines)
-    assert lines[0].lstrip().startswith("2.") and "┤" in lines[0]  # top label is the maximum
-    assert lines[-2].strip().startswith("└1") and lines[-2].rstrip().endswith("100")  # integer steps
-    assert lines[-1] == "━ train 0.371  ━ eval 0.600"
-    braille = [ch for line in lines[:-2] for ch in line if 0x2800 <= ord(ch) <= 0x28FF]
-    assert len(braille) > 50  # the curve is drawn as connected dots
+    # y ticks, in the app's number format: the maximum on the first row, the minimum on the last
+    assert lines[0].startswith(" 2.23") and lines[-4].startswith("0.371")
+    ticks = lines[-3].split()
+    assert ticks[0] == "1" and ticks[-1] == "100" and all(t.isdigit() for t in ticks)  # whole steps
+    assert lines[-2].strip() == "step"  # the x axis says what it counts
+    assert lines[-1] == "━ train 0.371  ━ eval 0.600"  # below the plot: no point hidden behind it
+    assert braille_dots(lines[:-3]) > 50  # the curve is drawn as connected dots
 
 
 def test_plot_spans_are_coloured_per_series():
     a = Series("a", (0.0, 1.0), (0.0, 1.0), "#111111")
     b = Series("b", (0.0, 1.0), (1.0, 0.0), "#222222")
     text = render_plot([a, b], 30, 8)
-    colours = {str(span.style) for span in text.spans}
-    assert {"#111111", "#222222"} <= colours
+    dots = {Style.parse(str(span.style)).color.get_truecolor().hex for span in text.spans
+            if any(0x2800 < ord(ch) <= 0x28FF for ch in text.plain[span.start:span.end])}
+    assert dots == {"#111111", "#222222"}  # the lines, in their series' colours
+    assert {"#111111", "#222222"} <= {str(span.style) for span in text.spans}  # the legend
 
 
 def test_plot_handles_empty_flat_single_and_non_finite():
     assert "no data yet" in render_plot([], 40, 6).plain
     assert "nothing" in render_plot([Series("a", (), ())], 40, 6, "nothing").plain
     flat = lines_of(render_plot([Series("flat", (1.0, 2.0, 3.0), (0.5, 0.5, 0.5))], 40, 6))
-    assert len(flat) == 6 and flat[-1] == "━ flat 0.500"
+    assert len(flat) == 6 and flat[-1] == "━ flat 0.500" and braille_dots(flat) > 10
     single = lines_of(render_plot([Series("one", (5.0,), (1.0,))], 40, 6))
-    assert any(0x2800 < ord(ch) <= 0x28FF for ch in "".join(single))
+    assert braille_dots(single) == 1 and single[-1] == "━ one 1.00"
     skipped = render_plot([Series("nan", (1.0, 2.0, 3.0), (1.0, float("nan"), 3.0))], 40, 6)
     assert "nan 3.00" in skipped.plain
+    # an empty series next to a drawn one keeps its legend entry
+    assert render_plot([Series("a", (1.0, 2.0), (1.0, 2.0)), Series("b", (), ())], 40, 8).plain.endswith("━ b -")
     assert render_plot([Series("a", (1.0,), (1.0,))], 8, 2).plain  # too small: a message, not an error
+
+
+def test_short_plots_keep_their_dots_and_drop_the_x_label():
+    xs = tuple(float(i) for i in range(1, 21))
+    lines = lines_of(render_plot([Series("s/step", xs, tuple(1.0 + (x % 3) / 10 for x in xs))], 40, 5))
+    assert len(lines) == 5 and "step" not in lines[-2] and braille_dots(lines[:-2]) > 5
