@@ -16,6 +16,7 @@ What each kind becomes:
 - ``end``: ``final_loss`` (its ``train_loss``) and ``eval_loss``; kept.
 - ``error``: ``last_error`` ("Type: message", first line); kept.
 - ``eval_result``: an evaluation (``step``, ``dataset``, ``metrics``, ``predictions_path``); kept.
+- ``phase`` (``phase``, ``done``, ``total``): kept; the live views read the current phase from it.
 - anything else (``eval_progress``, unknown kinds): nothing but its sequence number.
 
 NaN/inf numbers never become points (the kept event still has them); a ``time`` that is no plausible
@@ -46,7 +47,7 @@ STEP_METRICS = (
     "padding_share",
 )
 EVAL_METRICS = ("eval_loss", "eval_seconds")
-KEPT_EVENT_KINDS = frozenset({"start", "eval", CHECKPOINT_KIND, "end", "error", "eval_result"})
+KEPT_EVENT_KINDS = frozenset({"start", "eval", CHECKPOINT_KIND, "end", "error", "eval_result", "phase"})
 # Kept for callers of the old name; the summary's own constant is db.summary.PEAK_VRAM_PREFIX.
 PEAK_MEMORY_PREFIX = PEAK_VRAM_PREFIX
 

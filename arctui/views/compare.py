@@ -36,7 +36,7 @@ from arctui.views.figures import (
     ratio_text,
 )
 from arctui.views.rows import RunRow, row_from_summary
-from arctui.views.summary import MetricSeries, read_series
+from arctui.views.summary import SETUP_LABELS, MetricSeries, read_series, read_training_setup
 from arctui.views.tables import csv_text, markdown_table, text_table
 from runner.errors import UserError
 
@@ -113,6 +113,12 @@ def read_comparison(
         keys = sorted({k for c in configs for k in c if k != "name"})
     else:
         keys = sorted(k for k in found.config_diff if k != "name")
+    # What each run really trained with (optimizer used, LoRA variant): always listed, as flags alone
+    # do not say it (a fallback optimizer, a resumed adapter's own settings).
+    setups = [read_training_setup(store, s.run.id) for s in summaries]
+    setup_keys = [label for label in SETUP_LABELS.values() if any(label in setup for setup in setups)]
+    keys = [*keys, *setup_keys]
+    configs = [{**c, **setup} for c, setup in zip(configs, setups, strict=True)]
     runs = tuple(row_from_summary(s) for s in summaries)
     every = [(f.key, tuple(r.figure(f.key, now) for r in runs)) for f in COMPARED_FIGURES]
     figures = tuple((key, values) for key, values in every if any(v is not None for v in values))

@@ -1,11 +1,13 @@
 """One run: its block of summary figures, shown by ``arctui show`` and the Run screen alike, and the
-Run screen's snapshot (plotted series, GPUs, log tail) read in a thread worker."""
+Run screen's snapshot (plotted series, GPUs, log tail, current phase, process use) read in a thread
+worker."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from arctui.supervisor.live import LiveState, ProcessSampler, ProcessUsage, read_live_state
 from arctui.views.figures import (
     ACCURACY,
     DURATION,
@@ -80,6 +82,44 @@ def summary_record(row: RunRow, now: float) -> list[dict]:
     ]
 
 
+# What the runner really trained with (its latest `start` event), where that may differ from the
+# flags: a fallback optimizer, a resumed adapter's own LoRA variant, the dtype and attention kernel.
+SETUP_LABELS = {"lora": "LoRA (as trained)", "optimizer": "optimizer (used)", "dtype": "dtype",
+                "attention": "attention"}
+
+
+def training_setup(start: Mapping | None) -> dict[str, str]:
+    """Label -> text of the run's training setup from a ``start`` event's data (``docs/events.md``);
+    empty for events written before the runner reported it."""
+    if not start:
+        return {}
+    setup: dict[str, str] = {}
+    lora = start.get("lora")
+    if isinstance(lora, Mapping):
+        variant = " + ".join(name for name, on in (("rsLoRA", lora.get("rslora")), ("DoRA", lora.get("dora"))) if on)
+        scale = lora.get("scale")
+        setup["lora"] = (f"r{lora.get('r')} {variant or 'plain LoRA'}"
+                         + (f", scale {scale:.3g}" if isinstance(scale, int | float) else "")
+                         + (f", init {lora['init']}" if lora.get("init") not in (None, "default") else ""))
+    elif "lora" in start:
+        setup["lora"] = "none (full fine-tuning)"
+    optimizer = start.get("optimizer")
+    if isinstance(optimizer, Mapping) and optimizer.get("used"):
+        used, asked = optimizer["used"], optimizer.get("requested")
+        setup["optimizer"] = used + (f" (asked for {asked})" if asked and asked != used else "")
+    if start.get("dtype"):
+        setup["dtype"] = str(start["dtype"]) + (f", {start['quantization']}" if start.get("quantization") else "")
+    if start.get("attn_implementation"):
+        setup["attention"] = str(start["attn_implementation"])
+    return {SETUP_LABELS[key]: text for key, text in setup.items()}
+
+
+def read_training_setup(store, ref) -> dict[str, str]:
+    """:func:`training_setup` of the run's latest ``start`` event in the store."""
+    starts = store.recent_events(ref, limit=1, kinds=["start"])
+    return training_setup(starts[0].data if starts else None)
+
+
 # -- the Run screen's snapshot --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -107,6 +147,10 @@ class RunDetail:
     share_over_msl: float | None = None
     last_error: str | None = None
     output_dir: str | None = None
+    live: LiveState = LiveState()
+    """The current phase and what the ETA needs beyond the summary (empty once the run ended)."""
+    usage: ProcessUsage | None = None
+    """The training processes' memory and CPU use (when a sampler was given and they run here)."""
 
     def latest(self) -> dict[str, float | None]:
         """The latest logged value of each plotted metric (for :func:`summary_lines`)."""
@@ -140,8 +184,10 @@ def read_series(store, ref, key: str, max_points: int, name: str | None = None) 
     return MetricSeries(name or key, tuple(float(p.step) for p in points), tuple(float(p.value) for p in points))
 
 
-def read_run_detail(store, ref, *, max_points: int = 400, log_lines: int = 200) -> RunDetail:
-    """One run's summary, plotted series, latest GPU samples, skipped-prompt share and log tail."""
+def read_run_detail(store, ref, *, max_points: int = 400, log_lines: int = 200,
+                    sampler: ProcessSampler | None = None) -> RunDetail:
+    """One run's summary, plotted series, latest GPU samples, skipped-prompt share, log tail, current
+    phase and (with a ``sampler``) its training processes' memory and CPU use."""
     detail = store.run_detail(ref, events=0)
     run = detail.summary.run
     keys = set(detail.metrics)
@@ -159,4 +205,6 @@ def read_run_detail(store, ref, *, max_points: int = 400, log_lines: int = 200) 
         share_over_msl=share,
         last_error=run.last_error,
         output_dir=run.output_dir,
+        live=read_live_state(store, run),
+        usage=sampler.read(run) if sampler is not None else None,
     )
