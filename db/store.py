@@ -30,7 +30,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, literal_column, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, literal_column, select, tuple_, update
 from sqlalchemy.engine import URL, Engine
 
 from db import query
@@ -543,10 +543,15 @@ class RunStore:
         sort: str | None = None,
         limit: int | None = None,
         descending: bool = True,
+        also: str | None = None,
     ) -> list[RunSummary]:
         """Runs with their summaries, filtered by the ``--where`` language (see :mod:`db.query`), sorted
-        by any field (NULLs last, ties by id), newest first by default."""
+        by any field (NULLs last, ties by id), newest first by default. ``also`` is a second filter
+        that must hold too (an application's own, e.g. hiding archived runs): combined in SQL, so it
+        takes nothing from the user filter's depth and size bounds."""
         condition = query.where_clause(where, runs)
+        if also:
+            condition = and_(condition, query.where_clause(also, runs))
         column = query.sort_column(sort or "created", runs)
         order = column.desc() if descending else column.asc()
         tie = runs.c.id.desc() if descending else runs.c.id.asc()

@@ -25,7 +25,7 @@ from arctui.views.compare import (
     read_comparison,
 )
 from arctui.views.figures import FIGURE_DEFINITIONS
-from arctui.views.manage import visible_where
+from arctui.views.manage import hidden_runs
 from arctui.views.rows import (
     RUN_COLUMNS,
     RunRow,
@@ -78,7 +78,7 @@ def runs_command(args) -> int:
         raise UserError("--limit must be >= 0 (0 = all runs)")
     store = open_store(args.db)
     try:
-        rows = read_runs(store, visible_where(args.where), args.sort, not args.asc, args.limit or None)
+        rows = read_runs(store, args.where, args.sort, not args.asc, args.limit or None, also=hidden_runs(args.where))
     finally:
         store.close()
     now = time.time()

@@ -247,9 +247,9 @@ class RunsScreen(ArcScreen):
 
     @work(thread=True, exit_on_error=False, group="runs-poll")
     def load_runs(self, where: str, sort: str, descending: bool) -> None:
-        from arctui.views.manage import visible_where
+        from arctui.views.manage import hidden_runs
 
-        rows = read_runs(self.app.store(), visible_where(where), sort, descending, PAGE_SIZE)
+        rows = read_runs(self.app.store(), where, sort, descending, PAGE_SIZE, also=hidden_runs(where))
         self.post_message(RunsLoaded(rows, len(rows), where, sort, descending))
 
     @on(RunsLoaded)

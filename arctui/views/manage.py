@@ -13,20 +13,15 @@ import shutil
 from runner.errors import UserError
 
 ARCHIVED_TAG = "archived"
-# Appended to a list filter unless the filter itself speaks of archived runs.
+# Held beside a list filter unless the filter itself speaks of archived runs.
 HIDE_ARCHIVED = f"not tag={ARCHIVED_TAG}"
 
 
-def visible_where(where: str | None) -> str:
-    """``where`` limited to runs that are not archived (a filter naming ``archived`` is left as is).
-    A bad ``where`` raises the store's error about it as typed (positions included)."""
-    from arctui.views.rows import check_where
-
-    where = (where or "").strip()
-    if ARCHIVED_TAG in where:
-        return where
-    check_where(where)
-    return f"({where}) and {HIDE_ARCHIVED}" if where else HIDE_ARCHIVED
+def hidden_runs(where: str | None) -> str | None:
+    """The filter that hides archived runs from a list filtered by ``where``, or None when ``where``
+    itself names ``archived``. It goes to ``read_runs(..., also=...)``, not into the user's text, so
+    a filter at the language's depth and size bounds still runs."""
+    return None if ARCHIVED_TAG in (where or "") else HIDE_ARCHIVED
 
 
 def rename_run(store, ref: str, new_name: str):

@@ -261,10 +261,13 @@ def job_record(run) -> dict[str, Any] | None:
 
 # -- reads (thread workers / commands) ----------------------------------------------------------------
 
-def read_runs(store, where: str | None, sort: str | None, descending: bool, limit: int | None) -> list[RunRow]:
-    """The runs matching ``where`` (the store's filter language), sorted by ``sort``, at most ``limit``."""
+def read_runs(store, where: str | None, sort: str | None, descending: bool, limit: int | None,
+              also: str | None = None) -> list[RunRow]:
+    """The runs matching ``where`` (the store's filter language) and ``also`` (the application's own
+    filter, see :func:`arctui.views.manage.hidden_runs`), sorted by ``sort``, at most ``limit``."""
     where = (where or "").strip() or None
-    return [row_from_summary(s) for s in store.list_runs(where, sort=sort, limit=limit, descending=descending)]
+    return [row_from_summary(s)
+            for s in store.list_runs(where, sort=sort, limit=limit, descending=descending, also=also)]
 
 
 def check_where(text: str) -> None:
