@@ -1,4 +1,6 @@
-"""The Run screen: one run live - loss curves, speed, progress with ETA, VRAM per GPU, log tail.
+"""The Run screen: one run live - loss curves, speed, progress with the current phase and an ETA,
+VRAM per GPU (on CPU: the training processes' memory and CPU use), and a log that follows its newest
+line unless scrolled up.
 
 The progress panel shows the run's summary figures as ``arctui show`` does (the view layer's
 :func:`arctui.views.summary.summary_lines`), each with its label (``s/step (median)``), and next to the
@@ -7,7 +9,8 @@ their legends the latest value, labelled the same way.
 
 A timer starts a thread worker ~2x per second that reads the run from the store and posts a
 :class:`RunDetailLoaded`; a newer snapshot replaces an older one still queued, and an unchanged
-snapshot redraws nothing.
+snapshot redraws nothing. Another timer redraws the progress text every second, so elapsed time and
+the phase's duration tick while a long phase writes no event.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
-from textual.widgets import Footer, Log, ProgressBar, Static
+from textual.widgets import Footer, ProgressBar, Static
 
 from arctui.formatting import (
-    eta_seconds,
     format_duration,
     format_gb,
     format_number,
     format_percent,
+    progress_bar,
 )
 from arctui.messages import RunDetailLoaded
 from arctui.screens.base import ArcScreen, is_visible_screen
@@ -33,25 +36,43 @@ from arctui.screens.commands import PaletteCommand
 from arctui.screens.runs import status_text
 from arctui.views.figures import DURATION, LATEST, MIN_LOSS, STEPS, short_model
 from arctui.views.gpus import GpuReading
-from arctui.views.summary import RunDetail, read_run_detail, summary_lines
+from arctui.views.summary import ProcessSampler, ProcessUsage, RunDetail, read_run_detail, summary_lines
+from arctui.widgets.following_log import FollowingLog
 from arctui.widgets.line_plot import SERIES_COLOURS, LinePlot, Series
 
 
-def series_of(detail: RunDetail, key: str, name: str, colour: str) -> Series | None:
+def series_of(detail: RunDetail, key: str, name: str, colour: str, *, skip_first: bool = False) -> Series | None:
+    """A plotted series of the run; ``skip_first`` leaves out the first logged step (its s/step
+    includes compiling and warming up, many times a later step's, and would crush the scale)."""
     series = detail.series.get(key)
     if series is None:
         return None
-    return Series(name, series.steps, series.values, colour)
+    steps, values = series.steps, series.values
+    if skip_first and len(steps) > 1:
+        steps, values = steps[1:], values[1:]
+    return Series(name, steps, values, colour)
 
 
 def short_gpu_name(name: str) -> str:
     return name.removeprefix("NVIDIA ").removeprefix("GeForce ")
 
 
-def gpu_lines(gpus: tuple[GpuReading, ...] | list[GpuReading], on_cpu: bool) -> Text:
-    """Two lines per GPU: name and utilization, then a VRAM used/total bar (fits 30 columns)."""
+def cpu_lines(usage: ProcessUsage | None) -> Text:
+    """A CPU run's processes (training, or its evaluation after training): resident memory and CPU
+    use (100% = one core)."""
+    if usage is None:
+        return Text("CPU run: no process of it running here", style="dim")
+    text = Text.assemble(("run processes", "bold"), f" ({usage.processes})\n")
+    text.append(f"  RSS {usage.rss_text}\n  CPU {usage.cpu_text} (100% = one core)")
+    return text
+
+
+def gpu_lines(gpus: tuple[GpuReading, ...] | list[GpuReading], on_cpu: bool,
+              usage: ProcessUsage | None = None) -> Text:
+    """Two lines per GPU: name and utilization, then a VRAM used/total bar (fits 30 columns); a CPU
+    run shows its processes' memory and CPU use instead."""
     if not gpus:
-        return Text("CPU run: no GPU memory to show" if on_cpu else "no GPU samples yet", style="dim")
+        return cpu_lines(usage) if on_cpu else Text("no GPU samples yet", style="dim")
     text = Text()
     for gpu in gpus:
         if text:
@@ -72,6 +93,11 @@ def gpu_lines(gpus: tuple[GpuReading, ...] | list[GpuReading], on_cpu: bool) -> 
     return text
 
 
+# The first logged step (loading, warming up) is left out of the plot: it would crush the scale.
+SPEED_TITLE = "s/step (first step left out)"
+SPEED_TITLE_SHORT = "s/step (l: show tok/s)"  # a short terminal hides the tok/s plot behind the log
+
+
 class RunScreen(ArcScreen):
     """One run, live."""
 
@@ -79,8 +105,11 @@ class RunScreen(ArcScreen):
         Binding("escape", "app.pop_screen", "Back", id="run.back"),
         Binding("x", "stop_run", "Stop", id="run.stop"),
         Binding("r", "resume_run", "Resume", id="run.resume"),
-        Binding("k", "clone_run", "Clone", id="run.clone"),
+        Binding("C", "clone_run", "Clone", id="run.clone"),  # k moves up in lists
         Binding("l", "toggle_log", "Log", id="run.log"),
+        Binding("p", "predictions", "Predictions", id="run.predictions"),
+        Binding("f", "follow_log", "Follow log", id="run.follow"),
+        Binding("L", "full_log", "Full log", id="run.full_log", show=False),  # in help and palette
     ]
 
     detail: reactive[RunDetail | None] = reactive(None, always_update=False)
@@ -95,6 +124,7 @@ class RunScreen(ArcScreen):
         self._poll = None
         self._log_lines: tuple[str, ...] = ()
         self._shown: dict[str, tuple] = {}
+        self._sampler = ProcessSampler()  # CPU use is measured between two of this screen's reads
 
     def compose(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="run-title")
@@ -109,18 +139,24 @@ class RunScreen(ArcScreen):
                 yield ProgressBar(total=1, id="run-progress", show_eta=False)
                 yield Static("", id="run-progress-text")
             yield Static("", id="run-gpus")
-        yield Log(id="run-log", max_lines=500)
+        yield FollowingLog(id="run-log", max_lines=500)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#loss-plot").border_title = "loss"
-        self.query_one("#speed-plot").border_title = "s/step, each logged step"
+        self.query_one("#speed-plot").border_title = SPEED_TITLE
         self.query_one("#tokens-plot").border_title = "tok/s, each logged step"
         self.query_one("#run-progress-panel").border_title = "progress"
         self.query_one("#run-gpus").border_title = "GPUs"
         self.query_one("#run-log").border_title = "log"
         self.refresh_detail()
         self.set_interval(self.app.poll_seconds, self.refresh_detail)
+        self.set_interval(1.0, self.tick)
+
+    def tick(self) -> None:
+        """Elapsed time and the phase's duration move every second, events or not."""
+        if self.detail is not None and self.detail.row.is_active and is_visible_screen(self):
+            self._show_progress(self.detail)
 
     # -- reading ---------------------------------------------------------------------------------
     def refresh_detail(self) -> None:
@@ -132,7 +168,7 @@ class RunScreen(ArcScreen):
 
     @work(thread=True, exit_on_error=False, group="run-poll")
     def load_detail(self) -> None:
-        detail = read_run_detail(self.app.store(), self.run_id)
+        detail = read_run_detail(self.app.store(), self.run_id, sampler=self._sampler)
         self.post_message(RunDetailLoaded(detail))
 
     @on(RunDetailLoaded)
@@ -148,7 +184,9 @@ class RunScreen(ArcScreen):
         if old is None or old.series != detail.series:
             self._show_plots(detail)
         self._show_progress(detail)
-        self._update_static("#run-gpus", gpu_lines(detail.gpus, detail.row.gpus == "cpu"))
+        on_cpu = detail.row.gpus == "cpu"
+        self.query_one("#run-gpus").border_title = "CPU" if on_cpu else "GPUs"
+        self._update_static("#run-gpus", gpu_lines(detail.gpus, on_cpu, detail.usage))
         if old is None or old.log_tail != detail.log_tail:
             self._show_log(detail.log_tail)
 
@@ -163,6 +201,8 @@ class RunScreen(ArcScreen):
         )
         if detail.last_error and row.status in ("failed", "crashed"):
             title.append(f"\n{detail.last_error}", style="red")
+        elif row.eval_note:  # completed, but its evaluation after training was stopped or failed
+            title.append(f"\n{row.eval_note}", style="yellow")
         self._update_static("#run-title", title)
 
     def _update_static(self, selector: str, text: Text) -> None:
@@ -182,7 +222,7 @@ class RunScreen(ArcScreen):
             if s is not None
         )
         # the legend writes each series' last value after its name: the latest step, so say so
-        speed = series_of(detail, "seconds_per_step", f"{LATEST} s/step", SERIES_COLOURS[2])
+        speed = series_of(detail, "seconds_per_step", f"{LATEST} s/step", SERIES_COLOURS[2], skip_first=True)
         self.query_one("#speed-plot", LinePlot).series = (speed,) if speed else ()
         tokens = series_of(detail, "tokens_per_second", f"{LATEST} tok/s", SERIES_COLOURS[4])
         self.query_one("#tokens-plot", LinePlot).series = (tokens,) if tokens else ()
@@ -197,14 +237,27 @@ class RunScreen(ArcScreen):
             elapsed = None
         else:
             elapsed = (row.ended_at or now) - row.started_at
-        # at the median pace, not the latest step's
-        eta = eta_seconds(row.step, row.max_steps, row.seconds_per_step) if row.is_active else None
+        live = detail.live
+        # at the median pace, not the latest step's, plus the evaluations still to come
+        eta = live.eta(row.step, row.max_steps, row.seconds_per_step) if row.is_active else None
         lines = Text()
-        if row.status == "queued":
+        if row.status == "queued" and not row.job:
             waiting = "free GPUs (gpus: auto)" if row.gpus == "auto" else "its supervisor to start training"
             lines.append(f"queued: waiting for {waiting}\n", style="yellow")
+        if row.job:
+            lines.append(row.job + "\n", style="yellow" if row.status == "queued" else "")
         lines.append(f"step {row.step if row.step is not None else '-'}/{row.max_steps or '-'}", style="bold")
-        lines.append(f"   elapsed {format_duration(elapsed)}   ETA {format_duration(eta) if row.is_active else '-'}\n")
+        eta_text = format_duration(eta) if row.is_active else "-"
+        if row.is_active and eta is not None:
+            eta_text += live.unmeasured()
+        lines.append(f"   elapsed {format_duration(elapsed)}   ETA {eta_text}\n")
+        if live.phase is not None:
+            phase = live.phase
+            lines.append("phase ", style="bold")
+            lines.append(phase.label, style="cyan")
+            if phase.share is not None:
+                lines.append(" " + progress_bar(phase.done or 0, phase.total, 12))
+            lines.append(f" for {format_duration(max(0.0, now - phase.since))}\n")
         # steps and time are on the line above (with the ETA); the loss plot shows the minimum
         for line in summary_lines(row, now, latest=detail.latest(), skip=(STEPS, DURATION, MIN_LOSS),
                                   omit_unknown=True):
@@ -218,7 +271,7 @@ class RunScreen(ArcScreen):
         self._update_static("#run-progress-text", lines)
 
     def _show_log(self, tail: tuple[str, ...]) -> None:
-        log = self.query_one("#run-log", Log)
+        log = self.query_one("#run-log", FollowingLog)
         old = self._log_lines
         new_lines: tuple[str, ...]
         if old and tail and old[-1] in tail:
@@ -233,15 +286,34 @@ class RunScreen(ArcScreen):
         self._log_lines = tail
 
     def watch_show_log(self, show: bool) -> None:
-        self.query_one("#run-log").display = show
+        log = self.query_one("#run-log", FollowingLog)
+        log.display = show
+        if show and log.following:
+            log.call_after_refresh(log.follow)
+        self._fit_plots()
 
     def on_resize(self) -> None:
+        self._fit_plots()
+
+    def _fit_plots(self) -> None:
         # Short terminals: one speed plot is readable, two are not; tokens/s stays in the progress panel.
-        self.query_one("#tokens-plot").display = self.size.height >= 32 or not self.show_log
+        shown = self.size.height >= 32 or not self.show_log
+        self.query_one("#tokens-plot").display = shown
+        self.query_one("#speed-plot").border_title = SPEED_TITLE if shown else SPEED_TITLE_SHORT
 
     # -- actions -------------------------------------------------------------------------------------
     def action_toggle_log(self) -> None:
         self.show_log = not self.show_log
+
+    def action_follow_log(self) -> None:
+        self.show_log = True
+        self.query_one("#run-log", FollowingLog).follow()
+
+    def action_full_log(self) -> None:
+        """The whole log, full-screen, with search (as in ``less``)."""
+        from arctui.screens.log_view import LogViewScreen
+
+        self.app.push_screen(LogViewScreen(self.run_id))
 
     def action_stop_run(self) -> None:
         from arctui.screens.run_control import confirm_and_stop
@@ -255,6 +327,10 @@ class RunScreen(ArcScreen):
         if self.detail is not None:
             resume(self, self.detail.row)
 
+    def action_predictions(self) -> None:
+        """This run's evaluated tasks as grids (its newest evaluation)."""
+        self.app.open_predictions(self.run_id)
+
     def action_clone_run(self) -> None:
         self.app.action_new_run(clone_from=self.run_id)
 
@@ -264,4 +340,6 @@ class RunScreen(ArcScreen):
             PaletteCommand("Resume run", "Resume this run from its last checkpoint", self.action_resume_run),
             PaletteCommand("Clone run", "New run form filled from this run", self.action_clone_run),
             PaletteCommand("Toggle log", "Show or hide the log tail", self.action_toggle_log),
+            PaletteCommand("Follow log", "Scroll the log to its newest line and keep following", self.action_follow_log),
+            PaletteCommand("Full log", "The whole log full-screen, with search", self.action_full_log),
         ]

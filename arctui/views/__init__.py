@@ -18,6 +18,8 @@ app and in a pasted markdown table:
   and the Runs screen);
 - :mod:`arctui.views.evaluations`  what an accuracy covers (tasks, data set) and what unanswered means;
 - :mod:`arctui.views.tables`  plain-text, markdown and CSV tables;
+- :mod:`arctui.views.logs`    a run's ``train.log`` and ``supervisor.log``, read only where they grew
+  (the full-screen log view);
 - :mod:`arctui.views.predictions`, :mod:`arctui.views.grid_render`  an evaluation's predictions task
   by task (status, top-2 candidates, wrong cells, two runs' set difference) and ARC grids drawn in
   their colours (``arctui data show``, ``arctui eval --show`` and the Predictions screen).
