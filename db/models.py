@@ -14,7 +14,7 @@ from sqlalchemy import Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Revisions this code knows, oldest first; the last one is what the code needs.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 # The partial index behind the seconds-per-step median (db.summary.SECONDS_PER_STEP_KEY).
 SPEED_INDEX_WHERE = "key = 'seconds_per_step'"
@@ -82,6 +82,13 @@ class RunRow(Base):
     # Revision 0004: the study a run belongs to (NULL: a single run) and its variant's name there.
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="SET NULL"), index=True)
     variant: Mapped[str | None] = mapped_column(String(100))
+    # Revision 0005: the executor (local or slurm); for Slurm the current job, every job the run had
+    # (JSON list: a resume submits a new one), Slurm's state as Slurm words it, and the job's nodes.
+    executor: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    job_ids: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    job_state: Mapped[str | None] = mapped_column(Text)
+    node_list: Mapped[str | None] = mapped_column(Text)
 
 
 class MetricPointRow(Base):

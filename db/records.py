@@ -98,6 +98,13 @@ class Run(_Record):
     # Revision 0004: the study the run belongs to (None: a single run) and its variant's name there.
     study_id: int | None = None
     variant: str | None = None
+    # Revision 0005: ``local`` or ``slurm``; for Slurm the current job id, every job id of the run (a
+    # resume submits a new job), Slurm's own state (e.g. ``PENDING (Resources)``) and node list.
+    executor: str = "local"
+    job_id: str | None = None
+    job_ids: tuple[str, ...] = ()
+    job_state: str | None = None
+    node_list: str | None = None
 
     _derived = ("created_at", "started_at", "ended_at", "config")
 

@@ -36,13 +36,16 @@ UPDATABLE_FIELDS = frozenset(
     {
         "name", "notes", "tags", "host", "supervisor_pid", "pgid", "gpu_ids", "output_dir", "log_path",
         "last_error", "exit_code", "config", "model", "encoder", "msl", "batch_size", "per_device_batch",
-        "learning_rate", "lora_r", "gpus", "datasets", "max_steps",
+        "learning_rate", "lora_r", "gpus", "datasets", "max_steps", "executor", "job_id", "job_ids", "job_state",
+        "node_list",
     }
 )  # fmt: skip
 INT_FIELDS = frozenset(
     {"supervisor_pid", "pgid", "exit_code", "msl", "batch_size", "per_device_batch", "lora_r", "gpus", "max_steps"}
 )
-TEXT_FIELDS = frozenset({"notes", "host", "output_dir", "log_path", "last_error", "model", "encoder"})
+TEXT_FIELDS = frozenset(
+    {"notes", "host", "output_dir", "log_path", "last_error", "model", "encoder", "job_id", "job_state", "node_list"}
+)
 
 # Integer columns are INTEGER: 32-bit on PostgreSQL, the narrower of the two databases. One range for
 # both, so a run that fits in SQLite fits in PostgreSQL too (and no driver overflow reaches a caller).
@@ -99,6 +102,11 @@ def run_from_row(row) -> Run:
     d["_config_json"] = row[c["config_json"]] or "{}"
     d["study_id"] = row[c["study_id"]]
     d["variant"] = row[c["variant"]]
+    d["executor"] = row[c["executor"]] or "local"
+    d["job_id"] = row[c["job_id"]]
+    d["job_ids"] = json_tuple(row[c["job_ids"]])
+    d["job_state"] = row[c["job_state"]]
+    d["node_list"] = row[c["node_list"]]
     return run
 
 
@@ -272,6 +280,12 @@ def column_values(fields: dict[str, Any]) -> dict[str, Any]:
                 value = [value]
             names = [n for n in map(dataset_name, value or ()) if n]
             values["datasets"] = dumps(names, "datasets")
+        elif field == "executor":
+            if value not in ("local", "slurm"):
+                raise StoreError(f"executor must be local or slurm, got {value!r}")
+            values["executor"] = value
+        elif field == "job_ids":
+            values["job_ids"] = dumps([str(v) for v in (value or ())], "job_ids")
         elif field == "config":
             if not isinstance(value, dict):
                 raise StoreError(f"config must be a dict, got {type(value).__name__}")
