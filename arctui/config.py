@@ -2,7 +2,8 @@
 
 A config's keys are the runner's flag names (``model_path``, ``train_datasets``, ``max_seq_len``, ...,
 declared once in :mod:`runner.flags`, see ``python -m runner.fine_tuning --help``) plus the manager's
-keys ``name``, ``gpus``, ``tags``, ``notes``, ``eval_after_training`` and ``eval``. Files are read
+keys ``name``, ``gpus``, ``tags``, ``notes``, ``eval_after_training``, ``eval`` and ``executor``
+(``local``, or ``slurm`` with its sbatch options: docs/slurm.md). Files are read
 with ``yaml.safe_load``; nothing in a config is ever evaluated. Unknown keys are refused with a
 did-you-mean; every value is type-checked and bounded, and every check the runner makes on its flags
 without touching files (``runner.flags.check_flags``) runs here, before anything starts.
@@ -67,6 +68,31 @@ EVAL_OPTIONS: dict[str, _Field] = {
     "batch_size": _Field("int", 8, minimum=1, help="prompts generated together"),
 }
 
+# Options of ``executor: {...}``: where the training runs. ``type: local`` (default) is this machine;
+# ``type: slurm`` submits a batch job with these sbatch options (docs/slurm.md). ``executor: slurm``
+# is short for ``executor: {type: slurm}``.
+EXECUTOR_OPTIONS: dict[str, _Field] = {
+    "type": _Field("choice", "local", choices=("local", "slurm"), help="local or slurm"),
+    "partition": _Field("str", None, help="sbatch --partition"),
+    "nodes": _Field("int", 1, minimum=1, help="sbatch --nodes"),
+    "tasks_per_node": _Field("int", 1, minimum=1,
+                             help="Accelerate machines per node (1; 2+ only to test multi-node on one)"),
+    "gpus_per_node": _Field("int", 0, minimum=0, help="GPUs per node (0: train on CPU)"),
+    "cpus_per_task": _Field("int", None, minimum=1, help="sbatch --cpus-per-task"),
+    "mem": _Field("str", None, help="sbatch --mem, e.g. 64G"),
+    "time": _Field("str", None, help="sbatch --time, e.g. 2-00:00:00"),
+    "account": _Field("str", None, help="sbatch --account"),
+    "qos": _Field("str", None, help="sbatch --qos"),
+    "constraint": _Field("str", None, help="sbatch --constraint"),
+    "signal_seconds": _Field("int", 120, minimum=0,
+                             help="SIGTERM this long before the time limit, to checkpoint (0: none)"),
+    "requeue": _Field("bool", True, help="requeue after preemption or the time limit"),
+    "sbatch_extra": _Field("strlist", (), help="more #SBATCH lines, passed through"),
+    "setup": _Field("strlist", (), help="shell lines run before training (module load, venv)"),
+}
+# Sections of options: ``eval: {...}`` and ``executor: {...}``; ``--set SECTION.OPTION=VALUE``.
+SECTIONS: dict[str, dict[str, _Field]] = {"eval": EVAL_OPTIONS, "executor": EXECUTOR_OPTIONS}
+
 # The manager's own keys; every other key is a runner flag of runner.flags.
 MANAGER_FIELDS: dict[str, _Field] = {
     "name": _Field("str", None, runner_flag=False, help="run name (default: the config file's stem)"),
@@ -78,6 +104,8 @@ MANAGER_FIELDS: dict[str, _Field] = {
                                   help="evaluate the final weights when training completes"),
     "eval": _Field("evalopts", None, runner_flag=False,
                    help="eval_after_training options: " + ", ".join(EVAL_OPTIONS)),
+    "executor": _Field("evalopts", None, runner_flag=False,
+                       help="where training runs (local or slurm) and its options: " + ", ".join(EXECUTOR_OPTIONS)),
 }
 _MANAGER_FIRST = ("name", "gpus", "tags", "notes")
 
@@ -219,24 +247,28 @@ def parse_value(key: str, value: Any) -> Any:
     return _parse_field(key, FIELDS[key], value)
 
 
-def _parse_eval_options(value: Any) -> dict[str, Any] | None:
-    """``eval: {predictions_per_task: 2, ...}`` -> the options that were set, typed, in EVAL_OPTIONS order."""
+def _parse_options(section: str, value: Any) -> dict[str, Any] | None:
+    """``eval: {predictions_per_task: 2, ...}`` -> the options that were set, typed, in the section's
+    order (``SECTIONS``). ``executor: slurm`` is short for ``executor: {type: slurm}``."""
+    options = SECTIONS[section]
     if value is None:
         return None
+    if section == "executor" and isinstance(value, str):
+        value = {"type": value}
     if not isinstance(value, Mapping):
         raise ConfigError(
-            f"eval must be a mapping of options ({', '.join(EVAL_OPTIONS)}), got {value!r}"
+            f"{section} must be a mapping of options ({', '.join(options)}), got {value!r}"
         )
     parsed: dict[str, Any] = {}
     for sub, raw in value.items():
-        if not isinstance(sub, str) or sub not in EVAL_OPTIONS:
+        if not isinstance(sub, str) or sub not in options:
             raise ConfigError(
-                f"unknown eval option '{sub}'" + did_you_mean(str(sub), EVAL_OPTIONS)
-                + f"; options: {', '.join(EVAL_OPTIONS)}"
+                f"unknown {section} option '{sub}'" + did_you_mean(str(sub), options)
+                + f"; options: {', '.join(options)}"
             )
         if raw is not None:
-            parsed[sub] = _parse_field(f"eval.{sub}", EVAL_OPTIONS[sub], raw)
-    return {k: parsed[k] for k in EVAL_OPTIONS if k in parsed}
+            parsed[sub] = _parse_field(f"{section}.{sub}", options[sub], raw)
+    return {k: parsed[k] for k in options if k in parsed}
 
 
 def _parse_field(key: str, field: _Field, value: Any) -> Any:
@@ -281,14 +313,14 @@ def _parse_field(key: str, field: _Field, value: Any) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple) or not all(
-            isinstance(v, str | int) and not isinstance(v, bool) for v in value
+            isinstance(v, str | int | float) and not isinstance(v, bool) for v in value  # numbers: weights
         ):
             raise ConfigError(f"{key} must be a list of strings, got {value!r}")
         parsed = tuple(str(v) for v in value)
     elif kind == "gpus":
         parsed = _parse_gpus(value)
     elif kind == "evalopts":
-        return _parse_eval_options(value)
+        return _parse_options(key, value)
     else:  # pragma: no cover - FIELDS is static
         raise AssertionError(kind)
     if field.flag is not None:
@@ -349,15 +381,25 @@ class RunConfig:
         given = self["eval"] or {}
         return {k: given.get(k, f.default) for k, f in EVAL_OPTIONS.items()}
 
+    @property
+    def executor(self) -> dict[str, Any]:
+        """Every ``executor`` option, with its default where the config sets none."""
+        given = self["executor"] or {}
+        return {k: given.get(k, f.default) for k, f in EXECUTOR_OPTIONS.items()}
+
+    @property
+    def on_slurm(self) -> bool:
+        return self.executor["type"] == "slurm"
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
         values = dict(self.values)
         for key, value in overrides.items():
             _check_key(key)
             values[key] = parse_value(key, value)
-            if key == "eval" and isinstance(self.values.get("eval"), Mapping) and values[key] is not None:
+            if key in SECTIONS and isinstance(self.values.get(key), Mapping) and values[key] is not None:
                 # `--set eval.max_tasks=3` changes one option and keeps the config's others
-                merged = {**self.values["eval"], **values[key]}
-                values[key] = {k: merged[k] for k in EVAL_OPTIONS if k in merged}
+                merged = {**self.values[key], **values[key]}
+                values[key] = {k: merged[k] for k in SECTIONS[key] if k in merged}
             if values[key] is None:
                 values.pop(key)
         # `--gpus 0` on a config written for `n_gpus: 2` means one GPU: the explicit list wins.
@@ -368,7 +410,12 @@ class RunConfig:
 
     @property
     def num_processes(self) -> int:
-        """How many processes ``accelerate launch`` starts: one per GPU for data parallel."""
+        """How many processes ``accelerate launch`` starts: one per GPU for data parallel (on Slurm,
+        over all the job's Accelerate machines: one per task on CPU)."""
+        if self.on_slurm:
+            slurm = self.executor
+            machines = slurm["nodes"] * slurm["tasks_per_node"]
+            return machines * max(1, slurm["gpus_per_node"] // slurm["tasks_per_node"])
         if self.gpus == "cpu":
             return 1
         if self.get("device_map", "None") in ("balanced", "auto", "custom"):
@@ -377,8 +424,8 @@ class RunConfig:
 
     @property
     def gpu_count(self) -> int:
-        """How many GPUs the run needs (0 on CPU)."""
-        if self.gpus == "cpu":
+        """How many GPUs of this machine the run needs (0 on CPU, and on Slurm: the cluster's GPUs)."""
+        if self.gpus == "cpu" or self.on_slurm:
             return 0
         if self.gpus == "auto":
             return self.get("n_gpus", 1)
@@ -443,7 +490,7 @@ class RunConfig:
             value = self[key]
             if key == "model_path" and model_path is not None:
                 value = str(model_path)
-            if key == "n_gpus" and value is None and self.gpus != "cpu":
+            if key == "n_gpus" and value is None and self.gpu_count:
                 value = self.gpu_count
             if value is None:
                 continue
@@ -483,15 +530,16 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        if key.startswith("eval."):  # one eval option: eval.max_tasks=3
-            sub = key.removeprefix("eval.")
-            _parse_eval_options({sub: None})  # unknown option -> did-you-mean
+        section, dot, sub = key.partition(".")
+        if dot and section in SECTIONS:  # one option of a section: eval.max_tasks=3
+            _parse_options(section, {sub: None})  # unknown option -> did-you-mean
+            kind = SECTIONS[section][sub].kind
             try:
-                parsed = yaml.safe_load(raw) if EVAL_OPTIONS[sub].kind != "str" and raw.strip() else raw.strip()
+                parsed = yaml.safe_load(raw) if kind not in ("str", "choice") and raw.strip() else raw.strip()
             except yaml.YAMLError:
                 raise ConfigError(f"--set {key}: cannot parse {raw!r}") from None
-            eval_options = out.get("eval") if isinstance(out.get("eval"), dict) else {}
-            out["eval"] = {**eval_options, sub: parsed}
+            options = out.get(section) if isinstance(out.get(section), dict) else {}
+            out[section] = {**options, sub: parsed}
             continue
         _check_key(key)
         if FIELDS[key].kind in ("str", "choice"):

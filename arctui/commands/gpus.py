@@ -2,6 +2,7 @@
 
     arctui gpus
     arctui gpus --format json
+    arctui gpus --executor slurm            # partitions, nodes, GPUs idle/allocated, arctui's jobs
 
 Without an NVIDIA driver it says so in one line and exits 0: that is information, not an error.
 Never imports torch.
@@ -23,6 +24,8 @@ def register(subparsers) -> None:
         description="List NVIDIA GPUs (NVML) with memory, utilization, power and the arctui run on each.",
     )
     p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="slurm: the cluster's partitions, nodes, GPUs idle and allocated, and arctui's jobs")
     p.set_defaults(func=gpus_command)
 
 
@@ -43,6 +46,8 @@ def runs_on_gpus(db_url: str | None) -> tuple[dict[int, str], dict[int, list[str
 def gpus_command(args) -> int:
     from arctui.supervisor.gpus import NO_GPU_LINE, NoGpuError, list_gpus
 
+    if args.executor == "slurm":
+        return cluster_command(args)
     try:
         gpus = list_gpus()
     except NoGpuError as exc:
@@ -67,6 +72,17 @@ def gpus_command(args) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(format_table(rows))
+    return 0
+
+
+def cluster_command(args) -> int:
+    """``arctui gpus --executor slurm``: the Slurm cluster as arctui sees it."""
+    from arctui.supervisor import open_store
+    from arctui.views.gpus import cluster_text, read_cluster
+
+    with open_store(args.db, recover=False) as store:
+        cluster = read_cluster(store)
+    print(json.dumps(cluster, indent=2) if args.format == "json" else cluster_text(cluster))
     return 0
 
 

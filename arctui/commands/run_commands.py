@@ -1,7 +1,9 @@
 """``arctui launch | stop | resume | logs``: start runs and control them from a shell.
 
     arctui launch configs/tiny-cpu.yaml --set max_steps=20 --gpus cpu      # prints the run id first
+    id=$(arctui launch configs/demo-cpu.yaml --detach) && arctui --open-run "$id"   # what `make run` does
     arctui launch configs/seed/04_1gpu_2048msl.yaml --gpus auto --detach
+    arctui launch configs/tiny-cpu.yaml --executor slurm --set executor.partition=gpu --dry-run
     arctui stop 12 [--kill] [--wait]
     arctui resume 12 [--set max_steps=200] [--detach]
     arctui logs 12 [-f] [-n 100] [--supervisor]
@@ -15,7 +17,8 @@ import time
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("launch", help="start a run from a YAML config",
-                              description="Start a run; prints its id first. Without --detach, "
+                              description="Start a run; prints its id first (labelled on a terminal, "
+                              "bare when piped). Without --detach, "
                               "shows it live (Ctrl-C stops it gracefully, twice kills it).")
     p.add_argument("config", metavar="CONFIG", help="YAML run config, e.g. configs/tiny-cpu.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -23,6 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--gpus", default=None, help="'0,1' (indices), 'auto' (queue for free GPUs) or 'cpu'")
     p.add_argument("--name", default=None, help="run name (must be unused)")
     p.add_argument("--detach", action="store_true", help="print the run id and return; the run goes on")
+    p.add_argument("--executor", choices=("local", "slurm"), default=None,
+                   help="where to train: this machine, or a Slurm job (the config's executor: options)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the script that would run (the sbatch script on Slurm); start nothing")
     p.set_defaults(func=launch_command)
 
     p = subparsers.add_parser("stop", help="stop a run (graceful: saves a checkpoint)")
@@ -50,7 +57,8 @@ def register(subparsers) -> None:
 def _attach_or_return(store, run, args) -> int:
     from arctui.supervisor.live import watch_run
 
-    print(run.id, flush=True)
+    # scripts read the bare id (`id=$(arctui launch ... --detach)`); a person sees what it is
+    print(f"run id {run.id} ({run.name})" if sys.stdout.isatty() else run.id, flush=True)
     if args.detach:
         print(f"arctui: run {run.id} ({run.name}) {run.status}; follow it with `arctui logs {run.id} -f`",
               file=sys.stderr)
@@ -65,9 +73,17 @@ def launch_command(args) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.gpus is not None:
         cfg = cfg.with_overrides({"gpus": args.gpus})
+    if args.executor is not None:
+        cfg = cfg.with_overrides({"executor": {"type": args.executor}})
     if args.name is not None:
-        cfg.with_overrides({"name": args.name})  # validates the name before anything is written
+        named = cfg.with_overrides({"name": args.name})  # validates the name before anything is written
+        cfg = named if args.dry_run else cfg
     cfg = prepare_config(cfg)
+    if args.dry_run:
+        from arctui.supervisor.launch import dry_run_script
+
+        sys.stdout.write(dry_run_script(cfg))
+        return 0
     store = open_store(args.db)
     try:
         run = launch_run(store, cfg, db_url=args.db, name=args.name, prepared=True)
@@ -116,6 +132,11 @@ def logs_command(args) -> int:
         run = store.get_run(args.run)
         folder = RunFolder.of(run)
         path = folder.supervisor_log if args.supervisor else folder.log_file
+        if not path.exists() and run.status != "queued":
+            gone = not folder.root.exists()
+            raise UserError(f"run {run.id} ({run.name}) has no {'supervisor ' if args.supervisor else ''}log: "
+                            + (f"its run folder {folder.root} is gone; its metrics stay in the store "
+                               f"(`arctui show {run.id}`)" if gone else f"{path} is missing"))
         offset = _print_existing(path, args.lines)
         while args.follow:
             offset = _print_new(path, offset)

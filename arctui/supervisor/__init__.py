@@ -14,6 +14,7 @@ one layer, which do not import each other). Checked by ``tests/supervisor/test_l
     supervise | live                          the supervisor process; the foreground view
     launch                                    launch / stop / resume / wait, in arctui commands
     recovery | evaluation                     orphaned runs; the one evaluation path (arctui eval too)
+    slurm                                     the Slurm executor: batch script, sbatch/squeue/scancel
     outcome | queue | spawn | resolve         stream state, ingest, finish; FCFS GPU queue;
                                               starting processes; config, model refs and GPUs
     gpus | runfolder | tail | process         NVML; the run folder and its lock; events.jsonl;
@@ -46,6 +47,7 @@ LAYERS = (
     ("supervise", "live"),
     ("launch",),
     ("recovery", "evaluation"),
+    ("slurm",),
     ("outcome", "queue", "spawn", "resolve"),
     ("gpus", "runfolder", "tail", "process"),
 )

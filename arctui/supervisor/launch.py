@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 import time
 
 from arctui.config import RunConfig
@@ -83,11 +84,59 @@ def launch_run(store, cfg: RunConfig, *, db_url: str | None, name: str | None = 
         cfg = prepare_config(cfg)
     if name is not None:
         cfg = cfg.with_overrides({"name": name})
+    if cfg.on_slurm:
+        check_slurm_store(store)
     run = _create_run(store, cfg, cfg.name, strict=name is not None)
     folder = RunFolder.for_run(run.id, run.name)
     folder.create()
-    store.update_run(run.id, output_dir=str(folder.output_dir), log_path=str(folder.log_file))
+    store.update_run(run.id, output_dir=str(folder.output_dir), log_path=str(folder.log_file),
+                     executor="slurm" if cfg.on_slurm else "local")
     return _start_supervisor(store, run.id, db_url, folder)
+
+
+def check_slurm_store(store) -> None:
+    """A Slurm run against SQLite: refused when the database file is on a network filesystem (SQLite's
+    locks are unsafe there), else one warning line pointing to PostgreSQL. Also needs sbatch here."""
+    from arctui.supervisor import slurm
+
+    if not slurm.available():
+        raise UserError("executor: slurm needs Slurm's commands (sbatch, squeue, scontrol, scancel, sinfo) "
+                        "on this host's PATH; launch from a submit host or use executor: local")
+    if store.dialect != "sqlite":
+        return
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    database = make_url(store.url).database or ""
+    kind = slurm.on_network_filesystem(Path(database).parent) if database else None
+    if kind:
+        raise UserError(f"the SQLite store {database} is on a network filesystem ({kind}), where SQLite's locks "
+                        "are unsafe; point --db (or ARCTUI_DB) at PostgreSQL for Slurm runs")
+    print("arctui: warning: a SQLite store serves only this host; for Slurm runs watched from several hosts "
+          "use PostgreSQL (--db postgresql+psycopg://...)", file=sys.stderr)
+
+
+def dry_run_script(cfg: RunConfig) -> str:
+    """What launching ``cfg`` would run, as a shell script: the Slurm batch script, or the local
+    ``accelerate launch`` command (paths under a placeholder run folder; nothing is written)."""
+    import shlex
+
+    from arctui.supervisor import slurm
+    from arctui.supervisor.spawn import training_command
+    from runner.paths import runs_dir
+
+    folder = RunFolder(runs_dir() / f"ID-{cfg.name}")
+    argv = cfg.runner_argv(output_dir=folder.output_dir, events_file=folder.events_file)
+    if cfg.on_slurm:
+        return slurm.batch_script(cfg, folder, job_name=slurm.job_name(0, cfg.name).replace("-0-", "-ID-", 1),
+                                  runner_argv=argv)
+    gpu_ids = () if cfg.gpus == "cpu" else tuple(range(cfg.gpu_count)) if cfg.gpus == "auto" else cfg.gpus
+    lines = ["#!/bin/bash", f"# arctui run {cfg.name} on this machine (the supervisor starts it in {folder.root})"]
+    if gpu_ids:
+        lines.append(f"export CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES={','.join(map(str, gpu_ids))}")
+    lines.append(shlex.join(training_command(cfg, folder, gpu_ids)))
+    return "\n".join(lines) + "\n"
 
 
 def _start_supervisor(store, run_id: int, db_url: str | None, folder: RunFolder):
@@ -110,6 +159,8 @@ def stop_run(store, ref, *, kill: bool = False, wait: float = 0.0, db_url: str |
 
     run = store.get_run(ref)
     folder = RunFolder.of(run)
+    if run.executor == "slurm" and run.status in ("queued", "running"):
+        return _stop_job(store, run, folder, kill=kill, wait=wait, db_url=db_url)
     if run.status == "queued":
         try:
             folder.request_stop("kill" if kill else "term")
@@ -130,6 +181,23 @@ def stop_run(store, ref, *, kill: bool = False, wait: float = 0.0, db_url: str |
         raise UserError(f"run {run.id} has no training process yet; try again in a few seconds")
     folder.request_stop("kill" if kill else "term")
     signal_group(run.pgid, signal.SIGKILL if kill else signal.SIGTERM)
+    return wait_for_final(store, run.id, wait, db_url=db_url) if wait > 0 else store.get_run(run.id)
+
+
+def _stop_job(store, run, folder: RunFolder, *, kill: bool, wait: float, db_url: str | None):
+    """Stop a run on Slurm: SIGTERM to the job's steps (``scancel --signal=TERM``) so the runner
+    checkpoints; the supervisor sends a plain scancel after the grace period. A job still pending is
+    cancelled at once. ``kill``: a plain scancel now."""
+    from arctui.supervisor import slurm
+
+    folder.request_stop("kill" if kill else "term")
+    if run.job_id is None:  # the supervisor is submitting it now; it sees the stop request
+        return wait_for_final(store, run.id, wait, db_url=db_url) if wait > 0 else store.get_run(run.id)
+    job = slurm.query_job(run.job_id)
+    if kill or (job is not None and job.status == "queued" and run.status == "queued"):
+        slurm.cancel(run.job_id)
+    else:
+        slurm.signal_job(run.job_id, "TERM")
     return wait_for_final(store, run.id, wait, db_url=db_url) if wait > 0 else store.get_run(run.id)
 
 
@@ -172,5 +240,8 @@ def resume_run(store, ref, *, db_url: str | None, overrides: dict | None = None)
     check_gpus(cfg)
     folder.create()
     folder.clear_stop_request()
+    if run.executor == "slurm":  # a new job continues from the checkpoint; the old one is history
+        check_slurm_store(store)
+        store.update_run(run.id, job_id=None, job_state=None, node_list=None)
     store.set_status(run.id, "queued")
     return _start_supervisor(store, run.id, db_url, folder)

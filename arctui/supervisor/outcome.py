@@ -57,7 +57,12 @@ class StreamState:
     end: dict | None = None
     error: dict | None = None
     ingested: int = 0
+    # Event-to-store latencies, only of events that are new to this supervisor and were written
+    # while it watched: events re-read after a store error or a re-attach, and times outside
+    # [watch start, now] (a forged or skewed clock), are not latencies.
     latencies: list[float] = field(default_factory=list)
+    watching_since: float = field(default_factory=time.time)
+    timed_seq: int = 0  # highest seq whose latency was taken
 
     def observe(self, event: dict) -> None:
         kind = event.get("event")
@@ -67,6 +72,15 @@ class StreamState:
             self.end = event
         elif kind == "error":
             self.error = event
+
+    def time_event(self, event: dict, now: float) -> None:
+        """Take ``event``'s event-to-store latency when it is one (see ``latencies``)."""
+        seq, written = event.get("seq"), event.get("time")
+        if not isinstance(seq, int) or seq <= self.timed_seq:
+            return
+        self.timed_seq = seq
+        if isinstance(written, int | float) and self.watching_since <= written <= now:
+            self.latencies.append(now - written)
 
 
 def ingest(store, run_id: int, tailer: EventTailer, state: StreamState) -> int:
@@ -78,10 +92,14 @@ def ingest(store, run_id: int, tailer: EventTailer, state: StreamState) -> int:
         now = time.time()
         for event in chunk:
             state.observe(event)
-            if isinstance(event.get("time"), int | float):
-                state.latencies.append(now - event["time"])
+            state.time_event(event, now)
     state.ingested += new
     return new
+
+
+def next_retry_delay(delay: float) -> float:
+    """The backoff after ``delay`` (0: the first retry): doubling from RETRY_FIRST_SECONDS, capped."""
+    return RETRY_FIRST_SECONDS if delay <= 0 else min(delay * 2, RETRY_MAX_SECONDS)
 
 
 def with_retries(what: str, call: Callable[[], object], *, log: Callable[[str], None],
@@ -105,7 +123,7 @@ def with_retries(what: str, call: Callable[[], object], *, log: Callable[[str], 
                 raise
             log(f"store error while {what}, retrying in {delay:.1f} s: {exc}")
             sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            delay = next_retry_delay(delay)
 
 
 def report_quarantine(tailer: EventTailer, seen: set[int], log: Callable[[str], None]) -> None:
@@ -204,13 +222,15 @@ def _to_stderr(message: str) -> None:
 def finish(store, run_id: int, folder: RunFolder, state: StreamState, code: int | None,
            *, attached: bool = False, note: str | None = None, refused: str | None = None,
            quarantined: int = 0, vanished: bool | None = None,
-           log: Callable[[str], None] = _to_stderr, retry_window: float | None = None) -> str:
+           log: Callable[[str], None] = _to_stderr, retry_window: float | None = None,
+           ended_by: tuple[str, str | None] | None = None) -> str:
     """Record the final status of a run whose training processes are all gone. ``note`` becomes the
     last error of a completed run (an evaluation after training that failed or was stopped);
     ``refused`` (the store refused an event for good) makes the run failed with that reason;
     ``quarantined`` lines of the event file are counted in the last error. A completed run keeps no
     older error as its last one (the history stays in its kept events). The exit code goes into the
-    run folder first; store errors are retried (:func:`with_retries`)."""
+    run folder first; store errors are retried (:func:`with_retries`). ``ended_by``: (status, why) from
+    the executor (a Slurm job's end state) for a runner that wrote no end event."""
     from db.errors import IllegalTransitionError
 
     if code is not None:
@@ -219,7 +239,15 @@ def finish(store, run_id: int, folder: RunFolder, state: StreamState, code: int 
         vanished = folder_gone(folder, state)
     status = "failed" if refused else final_status(state, code, folder.stop_request(), vanished=vanished)
     error = note if status == "completed" else None
-    if refused:
+    # Slurm's verdict on a job that did not end well (a node failure, a cancel, the time limit) wins
+    # over a runner that only says it stopped, or says nothing; a runner's completed or failed wins.
+    said = state.end.get("status") if state.end is not None else None
+    if ended_by is not None and not refused and said not in ("completed", "failed") and \
+            (said is None or ended_by[0] != "completed"):
+        status, error = ended_by[0], ended_by[1] if ended_by[0] != "completed" else note
+        if status == "failed":
+            error = f"{error}; " + error_text(state, folder, code)
+    elif refused:
         error = refused
     elif status == "failed" and vanished and not state.end:
         error = f"{FOLDER_GONE} ({folder.root}) before the runner's end event; {describe_exit(code)}"

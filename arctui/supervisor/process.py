@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 
 
 def group_alive(pgid: int | None) -> bool:
@@ -65,6 +66,25 @@ def killed_by(signal_name: str) -> str:
     if signal_name == "SIGKILL":
         return "killed by SIGKILL (out of memory? `dmesg` tells)"
     return f"killed by {signal_name}"
+
+
+def accelerate_command(num_processes: int, *, cpu: bool, threads: str | None = None, python: str | None = None,
+                       machines: int = 1, machine_rank: str = "0", main_ip: str | None = None,
+                       port: str | None = None) -> list[str]:
+    """``python -m accelerate.commands.launch ...`` up to the training module, for this machine or one of
+    ``machines`` Accelerate machines (Accelerate's multi-node flags; values may be ``$VARS`` of a batch
+    script). ``port``: the rendezvous port, needed with more than one process."""
+    launch = [python or sys.executable, "-m", "accelerate.commands.launch",
+              "--num_processes", str(num_processes), "--num_machines", str(machines),
+              "--dynamo_backend", "no", "--mixed_precision", "no"]  # the runner picks bf16 itself
+    if cpu:
+        launch += ["--cpu", "--num_cpu_threads_per_process", threads or str(os.cpu_count() or 1)]
+    if machines > 1:
+        launch += ["--machine_rank", machine_rank, "--main_process_ip", str(main_ip)]
+    if num_processes > 1:
+        # on CPU Accelerate's simple launcher starts this machine's one process (gloo); on GPUs torchrun
+        launch += [*([] if cpu else ["--multi_gpu"]), "--main_process_port", str(port or free_port())]
+    return launch
 
 
 def free_port() -> int:

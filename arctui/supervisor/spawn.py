@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from arctui.supervisor.process import accelerate_command
 from arctui.supervisor.runfolder import RunFolder
 from runner.paths import arctui_home, default_db_url, make_private_dir
 
@@ -61,6 +62,15 @@ def spawn_supervisor(run_id: int, db_url: str | None, folder: RunFolder, lock_fd
         os.close(lock_fd)
     _children.append(child)
     return True
+
+
+def training_command(cfg, folder: RunFolder, gpu_ids: Sequence[int]) -> list[str]:
+    """``accelerate launch ... -m runner.fine_tuning FLAGS`` of a resolved config on this machine
+    (resuming when the run folder holds a checkpoint)."""
+    argv = cfg.runner_argv(output_dir=folder.output_dir, events_file=folder.events_file,
+                           resume=bool(folder.checkpoints()))
+    launch = accelerate_command(cfg.num_processes, cpu=not gpu_ids, threads=os.environ.get("OMP_NUM_THREADS"))
+    return [*launch, "-m", "runner.fine_tuning", *argv]
 
 
 def reap_children() -> None:

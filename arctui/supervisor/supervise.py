@@ -27,7 +27,6 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -38,18 +37,19 @@ from arctui.supervisor.outcome import (
     folder_gone,
     ingest,
     log,
+    next_retry_delay,
+    quarantine_note,
     report_quarantine,
     with_retries,
 )
 from arctui.supervisor.process import (
     describe_exit,
-    free_port,
     group_alive,
     normalize_returncode,
     signal_group,
 )
 from arctui.supervisor.runfolder import RunFolder
-from arctui.supervisor.spawn import start_group
+from arctui.supervisor.spawn import start_group, training_command
 from arctui.supervisor.tail import EventTailer
 
 POLL_SECONDS = 0.2  # event-to-store latency is at most about this plus one transaction
@@ -78,11 +78,19 @@ class Supervisor:
         # with this reason, its training is stopped, and the ingest is not retried.
         self.refused: str | None = None
         self.warned: set[int] = set()  # byte offsets of quarantined event lines already logged
+        self.shown_bad_lines = 0  # quarantined lines already counted in the run's last_error
+        self.retry_delay = 0.0  # current backoff after store errors while ingesting (0: none)
+        self.retry_at = 0.0  # time.monotonic() before which no ingest is tried
 
     # -- entry -------------------------------------------------------------------------------
     def run(self) -> int:
         run = self.store.get_run(self.run_id)
         log(f"supervisor pid {os.getpid()} for run {run.id} ({run.name}), status {run.status}")
+        if run.status == "queued" and run.executor == "local" and (run.config.get("executor") or {}).get("type") == "slurm":
+            # a run created by a study (or any other path than launch) for a Slurm config
+            run = self.store.update_run(self.run_id, executor="slurm")
+        if run.executor == "slurm" and run.status in ("queued", "running"):
+            return self.run_on_slurm(run)
         if run.status == "queued":
             return self.start()
         if run.status == "running" and group_alive(run.pgid):
@@ -134,25 +142,108 @@ class Supervisor:
         self.watch(popen=popen, pgid=popen.pid, gpu_ids=gpu_ids)
         return 0
 
+    # -- on Slurm ------------------------------------------------------------------------------------
+    def run_on_slurm(self, run) -> int:
+        """Submit the run's batch job (or re-attach to the job it has), then watch it to its end."""
+        from arctui.supervisor import slurm
+
+        if run.job_id is None:
+            from arctui.config import config_from_mapping
+            from arctui.supervisor.resolve import resolve_config
+
+            self.store.update_run(self.run_id, supervisor_pid=os.getpid(), host=socket.gethostname())
+            try:
+                cfg = resolve_config(config_from_mapping(run.config, source=f"run {run.id}"))
+                self.folder.clear_exit_code()
+                script = self.folder.root / "job.sbatch"
+                script.write_text(slurm.batch_script(
+                    cfg, self.folder, job_name=slurm.job_name(run.id, run.name),
+                    runner_argv=cfg.runner_argv(output_dir=self.folder.output_dir, events_file=self.folder.events_file)))
+                job_id = slurm.submit(script)
+            except Exception as exc:  # sbatch refused (partition, limits) or the config no longer resolves
+                self.store.set_status(self.run_id, "failed", error=f"could not submit the Slurm job: {exc}")
+                log(f"could not submit the Slurm job: {exc}")
+                return 1
+            run = self.store.update_run(self.run_id, job_id=job_id, job_ids=[*run.job_ids, job_id],
+                                        job_state="PENDING")
+            log(f"submitted Slurm job {job_id} ({script})")
+        else:
+            log(f"re-attaching to Slurm job {run.job_id}")
+            self.store.update_run(self.run_id, supervisor_pid=os.getpid())
+        self.watch_job(run.job_id)
+        return 0
+
+    def watch_job(self, job_id: str) -> str:
+        """Tail the event file into the store while polling Slurm every ``slurm.POLL_SECONDS``; mark the
+        run running when its job starts; after ``arctui stop``, a plain scancel once the grace period
+        passed; record the end from the runner's end event, else from Slurm's end state."""
+        from arctui.supervisor import slurm
+        from runner.errors import UserError
+
+        next_poll = 0.0
+        cancelled = False
+        ended_at: float | None = None  # when this watch first saw the runner's end event
+        job = None
+        while True:
+            self.ingest_or_retry()
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + slurm.POLL_SECONDS
+                try:
+                    job = slurm.query_job(job_id)
+                except UserError as exc:  # slurmctld restarting: ask again next time
+                    log(f"Slurm did not answer: {exc}")
+                    continue
+                if job is None or job.status is None:
+                    break
+                run = self.store.update_run(self.run_id, job_state=job.display, node_list=job.nodes or None)
+                if job.status == "running" and run.status == "queued":
+                    with_retries("marking the run running", lambda: self.store.set_status(self.run_id, "running"),
+                                 log=log)
+                    log(f"Slurm job {job_id} running on {job.nodes}")
+                stop = self.folder.stop_request()
+                if self.state.end is not None and self.state.end.get("status") != "stopped":
+                    ended_at = ended_at or now  # (stopped on the warning signal: the job is requeued)
+                if cancelled:
+                    pass
+                elif stop and (stop == "kill" or time.time() - self.folder.stop_file.stat().st_mtime
+                               > slurm.STOP_GRACE_SECONDS):
+                    log(f"Slurm job {job_id} still there after the stop request; scancel")
+                    slurm.cancel(job_id)
+                    cancelled = True
+                elif ended_at is not None and now - ended_at > self.linger_after_end:
+                    # as for local runs: a job must not stay "running" behind processes that do no work
+                    log(f"Slurm job {job_id} lingers {self.linger_after_end:.0f} s after the runner's end event; scancel")
+                    slurm.cancel(job_id)
+                    cancelled = True
+            time.sleep(self.poll)
+        self.final_ingest()
+        job = job or slurm.SlurmJob(job_id, "UNKNOWN", reason="Slurm no longer knows the job")
+        ended_by = job.outcome()
+        self.store.update_run(self.run_id, job_state=job.display, node_list=job.nodes or None)
+        run = self.store.get_run(self.run_id)
+        if run.status == "queued" and (self.state.start is not None or job.state not in ("CANCELLED", "UNKNOWN")):
+            # it ran between two polls (a job that fails at once): running first, then its end
+            run = with_retries("marking the run running", lambda: self.store.set_status(self.run_id, "running"),
+                               log=log)
+        if run.status == "queued":  # it never ran: cancelled or refused while pending
+            status = "stopped" if ended_by[0] == "stopped" else "failed"
+            with_retries(f"recording {status}", lambda: self.store.set_status(
+                self.run_id, status, error=ended_by[1] or f"the Slurm job ended {job.state} before it ran"), log=log)
+        elif run.status == "running":
+            status = finish(self.store, self.run_id, self.folder, self.state, job.exit_code, ended_by=ended_by,
+                            quarantined=self.tailer.bad_lines, log=log)
+        else:
+            status = run.status
+        log(f"run {self.run_id} {status}: Slurm job {job_id} {job.display}; ingested {self.state.ingested} events")
+        return status
+
     # -- training process --------------------------------------------------------------------
     def training_command(self, cfg, gpu_ids) -> list[str]:
         from arctui.supervisor.resolve import resolve_config
 
         cfg = resolve_config(cfg)  # re-checks paths; a resumed run's files may have moved
-        argv = cfg.runner_argv(
-            output_dir=self.folder.output_dir,
-            events_file=self.folder.events_file,
-            resume=bool(self.folder.checkpoints()),
-        )
-        launch = [sys.executable, "-m", "accelerate.commands.launch",
-                  "--num_processes", str(cfg.num_processes), "--num_machines", "1",
-                  "--dynamo_backend", "no", "--mixed_precision", "no"]  # the runner picks bf16 itself
-        if not gpu_ids:
-            threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
-            launch += ["--cpu", "--num_cpu_threads_per_process", threads]
-        if cfg.num_processes > 1:
-            launch += ["--multi_gpu", "--main_process_port", str(free_port())]
-        return [*launch, "-m", "runner.fine_tuning", *argv]
+        return training_command(cfg, self.folder, gpu_ids)
 
     def spawn_training(self, cfg, gpu_ids) -> subprocess.Popen:
 
@@ -197,16 +288,23 @@ class Supervisor:
                 log(f"store error while saving GPU samples: {exc}")
 
     def ingest_or_retry(self) -> None:
-        """Ingest; on a store error (e.g. a database restarting) log it and re-read the whole file
-        next time: the store's cursor drops what already landed."""
+        """Ingest; on a store error (e.g. a database restarting) log it, wait with backoff (the
+        training goes on; the event file keeps everything) and then re-read the whole file: the
+        store's cursor drops what already landed."""
         from db.errors import StoreError
 
-        if self.refused is not None:
+        if self.refused is not None or time.monotonic() < self.retry_at:
             return
         try:
             self.ingest_once()
         except StoreError as exc:
-            log(f"store error while ingesting, retrying: {exc}")
+            self.retry_delay = next_retry_delay(self.retry_delay)
+            self.retry_at = time.monotonic() + self.retry_delay
+            log(f"store error while ingesting, retrying in {self.retry_delay:.1f} s: {exc}")
+            return
+        if self.retry_delay:
+            log("store reachable again; ingest resumed")
+            self.retry_delay, self.retry_at = 0.0, 0.0
 
     def ingest_once(self) -> None:
         """One ingest; a store refusal (permanent) is recorded in ``refused``, other store errors are
@@ -220,10 +318,26 @@ class Supervisor:
             log(f"{self.refused}; stopping the training, the run ends failed")
         except StoreError:
             self.tailer = EventTailer(self.folder.events_file)
-            self.state = StreamState(latencies=self.state.latencies, ingested=self.state.ingested)
+            self.state = StreamState(latencies=self.state.latencies, ingested=self.state.ingested,
+                                     watching_since=self.state.watching_since, timed_seq=self.state.timed_seq)
             raise
         finally:
             report_quarantine(self.tailer, self.warned, log)
+            self.show_quarantine()
+
+    def show_quarantine(self) -> None:
+        """While the run goes on, its quarantined lines are counted in ``last_error`` (``arctui show``,
+        the app), not only in ``supervisor.log``; the end of the run writes the final count."""
+        from db.errors import StoreError
+
+        count = self.tailer.bad_lines
+        if count <= self.shown_bad_lines:
+            return
+        try:
+            self.store.update_run(self.run_id, last_error=quarantine_note(count))
+        except StoreError:
+            return  # tried again at the next ingest
+        self.shown_bad_lines = count
 
     def final_ingest(self) -> None:
         """Everything the runner wrote, retried with backoff on store errors (the end of a run)."""

@@ -67,3 +67,54 @@ def read_gpus(store=None, read=None) -> tuple[list[GpuReading], str | None]:
             )
         )
     return readings, None
+
+
+# -- the Slurm cluster (``arctui gpus --executor slurm``) ----------------------------------------------
+
+def _gpu_count(gres: str) -> int:
+    """GPUs in a Slurm GRES string: ``gpu:h100:8(S:0-1),shard:4`` -> 8."""
+    import re
+
+    return sum(int(n) for n in re.findall(r"gpu(?::[^:,(]+)?:(\d+)", gres or ""))
+
+
+def read_cluster(store) -> dict:
+    """Partitions and nodes with CPUs and GPUs idle and allocated, and arctui's jobs in Slurm's queue with
+    the run each belongs to (``run``: id and name, from the store's job ids). Raises a one-line
+    UserError when Slurm's commands are missing or do not answer."""
+    from arctui.supervisor import slurm
+
+    if not slurm.available():
+        from runner.errors import UserError
+
+        raise UserError("Slurm's commands (sinfo, squeue) are not on PATH; run this on a Slurm submit host")
+    nodes = []
+    for node in slurm.cluster_nodes():
+        alloc, idle, _other, total = (node.cpus.split("/") + ["0"] * 4)[:4]
+        gpus, used = _gpu_count(node.gres), _gpu_count(node.gres_used)
+        nodes.append({"partition": node.partition, "node": node.name, "state": node.state,
+                      "cpus_allocated": int(alloc or 0), "cpus_idle": int(idle or 0), "cpus": int(total or 0),
+                      "gpus": gpus, "gpus_allocated": used, "gpus_idle": max(0, gpus - used)})
+    runs = {r.job_id: r for r in store.active_runs() if r.job_id}
+    jobs = []
+    for job in slurm.arctui_jobs():
+        run = runs.get(job["job_id"])
+        jobs.append({**job, "run": f"{run.id} {run.name}" if run else None})
+    return {"nodes": nodes, "jobs": jobs}
+
+
+def cluster_text(cluster: dict) -> str:
+    """``read_cluster`` as two tables: nodes per partition, then arctui's jobs."""
+    from arctui.views.tables import text_table
+
+    nodes = text_table(
+        ["PARTITION", "NODE", "STATE", "CPUS ALLOC/IDLE/TOTAL", "GPUS ALLOC/IDLE/TOTAL"],
+        [[n["partition"], n["node"], n["state"], f"{n['cpus_allocated']}/{n['cpus_idle']}/{n['cpus']}",
+          f"{n['gpus_allocated']}/{n['gpus_idle']}/{n['gpus']}"] for n in cluster["nodes"]])
+    if not cluster["jobs"]:
+        return nodes + "\n\nno arctui jobs in Slurm's queue"
+    jobs = text_table(
+        ["JOB", "RUN", "STATE", "REASON", "NODES", "TIME", "PARTITION"],
+        [[j["job_id"], j["run"] or j["name"], j["state"], j["reason"], j["nodes"] or "-", j["elapsed"], j["partition"]]
+         for j in cluster["jobs"]])
+    return nodes + "\n\n" + jobs
