@@ -100,3 +100,16 @@ def test_a_resumed_runner_continues_after_a_stray_seq(tmp_path):
     tailer = EventTailer(path)
     assert [e["seq"] for e in tailer.read_all()] == [1, 2, 3, 1001, 1002, 1003]
     assert tailer.bad_lines == 1
+
+
+def test_quarantined_lines_show_while_the_run_goes_on(store, store_url, home, capsys):
+    from arctui.supervisor.supervise import Supervisor
+
+    events = numbered(6)
+    run_id, folder = running_run(store, "live-stray", dead_group(), events[:3])
+    folder.events_file.write_bytes(b"".join(map(line, events[:3])) + line(STRAY) + b"".join(map(line, events[3:])))
+    supervisor = Supervisor(store, run_id, poll=0.01)
+    supervisor.ingest_or_retry()  # one live poll: the run is still running
+    run = store.get_run(run_id)
+    assert run.status == "running" and "1 line of events.jsonl quarantined" in run.last_error
+    assert loss_steps(store, run_id) == list(range(1, 7))  # `arctui show` prints last_error (test above)

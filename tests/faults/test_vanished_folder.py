@@ -36,3 +36,18 @@ def test_recovery_marks_a_vanished_folder_failed(store, store_url, home, capsys)
     assert code == 0 and TRACEBACK not in err, err
     run = store.get_run(run_id)
     assert run.status == "failed" and run.last_error.startswith("run folder disappeared")
+
+
+def test_logs_of_a_vanished_folder_say_so(store, store_url, home, capsys):
+    run_id, folder = running_run(store, "gone3", dead_group(), [START, *steps(2)], log="step 1\n")
+    shutil.rmtree(folder.root)
+    code, out, err = cli(capsys, "--db", store_url, "logs", str(run_id))
+    assert code != 0 and out == ""
+    # recovery (any command) first says what it found, then the one error line
+    assert err.splitlines()[0].endswith("its run folder disappeared; marked failed"), err
+    error = err.splitlines()[-1]
+    assert error.startswith("arctui: error:") and "run folder" in error and "is gone" in error, err
+    assert not folder.root.exists()  # looking at a deleted run does not bring its folder back
+    assert TRACEBACK not in err
+    code, out, err = cli(capsys, "--db", store_url, "logs", str(run_id), "--supervisor")
+    assert code != 0 and "is gone" in err
