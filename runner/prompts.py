@@ -7,9 +7,11 @@ show the train pairs as ``## Example k`` / ``### Input`` / grid / ``### Output``
 (assistant turn) is ``### Output\\n\\n<grid>``. The generative versions list only inputs (or outputs) as
 ``## Grid example k`` and the answer is ``## New grid\\n\\n<grid>``.
 
-The other versions (select, verify, code) are arctui's own templates for arc24's version names; their
-text is not verified against arc24 (``docs/compat.md``). The code versions need tasks with a ``code``
-field (:func:`check_task_for_version`).
+The other versions write the text of arc24's templates (``scripts/arc24/prompting.py``, checked by
+``tests/compat/test_prompt_templates.py``): select shows the task's ``test_output_choices`` as
+``### Output option k`` and the answer is the right option's index; verify shows one test output and
+asks ``Is the test output correct?``, the answer is ``yes`` or ``no``; the code versions need tasks
+with a ``code`` field (:func:`check_task_for_version`), whose answer is that code in a python block.
 
 Text is rendered with the tokenizer's own chat template (``tokenizer.apply_chat_template``); this
 module never imports transformers, the caller passes the tokenizer in. The supervised part of a
@@ -34,14 +36,15 @@ ARC24_VERIFIED_VERSIONS = (
     "output-from-outputs-v0",
 )
 # Versions that judge proposed outputs: trained on the task without the train/test swap (as arc24).
-JUDGE_PROMPT_VERSIONS = ("select-output-from-examples-v0", "verify-output-from-examples-v0")
+SELECT = "select-output-from-examples-v0"
+VERIFY = "verify-output-from-examples-v0"
+JUDGE_PROMPT_VERSIONS = (SELECT, VERIFY)
 CODE_FROM_EXAMPLES_VERSIONS = tuple(f"code-from-examples-v{k}" for k in range(4))
 # Versions whose tasks must carry Python source in a "code" field.
 CODE_PROMPT_VERSIONS = (*CODE_FROM_EXAMPLES_VERSIONS, "output-from-code-v0")
 PROMPT_VERSIONS = (*ARC24_VERIFIED_VERSIONS, *JUDGE_PROMPT_VERSIONS, *CODE_PROMPT_VERSIONS)
 DEFAULT_PROMPT_VERSION = "output-from-examples-v1"
 DEFAULT_VERIFY_CORRECT_OUTPUT_PROBABILITY = 0.5
-SELECT_CANDIDATES = 3
 
 # arc24's text: three lines end with a space and the prompt ends with a newline (escaped inside the
 # literals, so no editor strips them).
@@ -80,18 +83,55 @@ The transformations are always based on the following priors: objectness, goal-d
 INTRO_GENERATIVE = """Your task is to create a new grid that follows the same distribution as the input grids from the Abstraction and Reasoning Challenge (ARC).
 Below there are some grid examples, please create a new and different grid that follows the same distribution."""
 
-# arctui's own templates (not verified against arc24's text).
-INTRO_VERIFY = """Let's see if you can verify the solution of this simple Abstraction and Reasoning Challenge (ARC) task.
-Below there are some input-output grid examples that define the task, then a test input and a proposed output.
-Your job is to say whether the proposed output is the correct output for the test input: answer yes or no."""
-INTRO_SELECT = """Let's see if you can select the solution of this simple Abstraction and Reasoning Challenge (ARC) task.
-Below there are some input-output grid examples that define the task, then a test input and some candidate outputs.
-Your job is to say which candidate is the correct output for the test input: answer with its number."""
-INTRO_CODE = """Let's see if you can write the code that solves this simple Abstraction and Reasoning Challenge (ARC) task.
-Below there are some input-output grid examples that define the task.
-Your job is to write a Python function `transform(grid)` that turns every input grid into its output grid."""
-INTRO_OUTPUT_FROM_CODE = """Below there is a Python function `transform(grid)` that transforms grids of the Abstraction and Reasoning Challenge (ARC).
-Your job is to apply it to the input grid and write the output grid."""
+# The select, verify and code versions: arc24's text (scripts/arc24/prompting.py). Their user
+# messages repeat the v1 intro's framing with a different job line.
+_INTRO_ARC_TASK = "Let's see if you can solve this simple Abstraction and Reasoning Challenge (ARC) task."
+_INTRO_EXAMPLES = "Below there are some input-output grid examples that define the task."
+_INTRO_UNDERSTAND = "Your job is to understand the transformation between the input and the output and "
+_INTRO_PRIORS = (
+    "The transformations are always based on the following priors: objectness, goal-directed, "
+    "numbers & counting, and basic geometry & topology."
+)
+INTRO_SELECT = "\n".join([
+    _INTRO_ARC_TASK, _INTRO_EXAMPLES, _INTRO_UNDERSTAND + "select the correct test output grid.",
+    "Just reply with the index of the correct test output option.", _INTRO_PRIORS,
+])
+INTRO_VERIFY = "\n".join([
+    "Let's see if you can verify the output for an Abstraction and Reasoning Challenge (ARC) task.",
+    _INTRO_EXAMPLES, _INTRO_UNDERSTAND + "verify if the test output grid is correct.",
+    'Just reply with the word "yes" if the test output is correct or "no" if it is not.', _INTRO_PRIORS,
+])
+VERIFY_QUESTION = "Is the test output correct?"
+INTRO_CODE_V0 = "\n".join([
+    _INTRO_ARC_TASK, _INTRO_EXAMPLES,
+    _INTRO_UNDERSTAND + "write a python function that implements the transformation.",
+    "The function should be called `task` and receives a numpy array called `grid` as input.", _INTRO_PRIORS,
+])
+
+
+def _intro_code_long(argument: str) -> str:
+    """The intro of code-from-examples-v1..v3 (v3 names the argument ``img``)."""
+    return f"""You are tasked with solving a transformation problem from the Abstraction and Reasoning Challenge (ARC).
+The goal is to generate a Python function called `task` that receives a 2D numpy array, `{argument}`, and transforms it to match the desired output.
+
+Below are several input-output examples that illustrate the transformation. Your function should generalize the pattern from these examples to solve any input following the same logic.
+
+## Key Priors:
+
+- **Objectness**: Consider the grid as containing objects (groups of connected cells) rather than just individual pixels.
+- **Goal-Directed**: The transformation should achieve a specific goal, such as creating symmetry or changing the color of specific objects.
+- **Numbers & Counting**: Keep track of the number of objects, sizes, and their relative positions.
+- **Geometry & Topology**: Use spatial relationships such as adjacency, enclosure, or symmetry.
+
+Carefully analyze the examples and find the underlying transformation logic.
+
+## Examples"""
+
+
+CODE_V1_CLOSING = "## Code\n\nImplement the transformation in Python."
+CODE_V2_ANSWER_HEADER = "## Code\n\nThis is the Python function that implements the transformation logic:\n\n"
+CODE_OPENING = "```python\n"
+INTRO_OUTPUT_FROM_CODE = "Your task is to transform the input grid using the transformation defined in the python code below."
 
 OUTPUT_HEADER = "### Output\n\n"
 NEW_GRID_HEADER = "## New grid\n\n"
@@ -105,8 +145,10 @@ class Conversation:
     system: str
     user: str
     answer: str  # assistant turn content: header + encoded grid (or the judgement, or the code)
-    answer_header: str  # the part of ``answer`` before the grid
-    grid_answer: bool = True  # whether the answer is an encoded grid (inference prompts then open it)
+    answer_header: str  # the part of ``answer`` before the grid (or the code block)
+    # What an inference prompt writes after the header: None for a grid answer ("```grid", as arc24),
+    # else this text (the code versions open a python block, select/verify nothing).
+    answer_opening: str | None = None
 
     def messages(self, *, with_answer: bool = True) -> list[dict[str, str]]:
         out = [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
@@ -160,9 +202,11 @@ def check_task_for_version(task: dict, prompt_version: str, *, task_id: str = ""
         )
 
 
-def _examples(samples: list[dict], encode) -> list[str]:
+def _examples(samples: list[dict], encode, *, level: int = 2) -> list[str]:
+    """The ``## Example k`` blocks (``level`` 3: ``### Example k`` / ``#### Input``, code v1..v3)."""
+    h = "#" * level
     return [
-        f"## Example {k}\n\n### Input\n\n{encode(s['input'])}\n\n### Output\n\n{encode(s['output'])}"
+        f"{h} Example {k}\n\n{h}# Input\n\n{encode(s['input'])}\n\n{h}# Output\n\n{encode(s['output'])}"
         for k, s in enumerate(samples, start=1)
     ]
 
@@ -192,9 +236,59 @@ def wrong_outputs(task: dict, test_index: int, rng: random.Random, n: int) -> li
     return found[:n]
 
 
+def attempts_of(sample: dict) -> list[list[list[int]]]:
+    """The wrong predictions a sample carries (arc24's ``attempt_*`` keys) that differ from its output."""
+    return [
+        sample[key] for key in sorted(sample) if key.startswith("attempt_") and sample[key] != sample.get("output")
+    ]
+
+
+def wrong_prediction(task: dict, test_index: int, rng: random.Random) -> list[list[int]]:
+    """A wrong output for test ``test_index``: one of its ``attempt_*`` predictions (arc24), else
+    one drawn by :func:`wrong_outputs` when the data carries none."""
+    attempts = attempts_of(task["test"][test_index])
+    return rng.choice(attempts) if attempts else wrong_outputs(task, test_index, rng, 1)[0]
+
+
 def _judge_rng(task: dict, test_index: int, prompt_version: str) -> random.Random:
     """A fixed generator for prompts built without one (validation, inference): same task, same prompt."""
     return random.Random(f"{prompt_version}/{test_index}/{task['test'][test_index]['input']}")
+
+
+def _select_choices(task: dict, test_index: int, rng: random.Random | None) -> tuple[list, str]:
+    """The output options and the answer (the right option's 1-based index, as text).
+
+    A task's own ``test_output_choices`` (arc24's field, shared by all its test samples) are shown
+    when no ``rng`` draws new ones; a draw puts the right output first or second with probability
+    1/2 next to one :func:`wrong_prediction`, as arc24's fine-tuning does."""
+    test = task["test"][test_index]
+    if rng is None and "test_output_choices" in task:
+        choices = task["test_output_choices"]
+        index = task.get("test_correct_choice_index")
+        if index is None and test.get("output") in choices:
+            index = choices.index(test["output"]) + 1
+        return choices, "" if index is None else str(index)
+    rng = rng or _judge_rng(task, test_index, SELECT)
+    wrong = wrong_prediction(task, test_index, rng)
+    if rng.random() < 0.5:
+        return [test["output"], wrong], "1"
+    return [wrong, test["output"]], "2"
+
+
+def _verify_output(
+    task: dict, test_index: int, rng: random.Random | None, correct_probability: float
+) -> tuple[list[list[int]], str]:
+    """The test output shown and the answer (``yes`` / ``no``).
+
+    A task with arc24's ``is_test_output_correct`` shows its test output with that label when no
+    ``rng`` draws; a draw shows the right output with ``correct_probability``, else a wrong prediction."""
+    test = task["test"][test_index]
+    if rng is None and "is_test_output_correct" in task:
+        return test["output"], task["is_test_output_correct"]
+    rng = rng or _judge_rng(task, test_index, VERIFY)
+    if rng.random() < correct_probability:
+        return test["output"], VERIFY_ANSWERS[0]
+    return wrong_prediction(task, test_index, rng), VERIFY_ANSWERS[1]
 
 
 def build_conversation(
@@ -206,11 +300,13 @@ def build_conversation(
     rng: random.Random | None = None,
     verify_correct_output_probability: float = DEFAULT_VERIFY_CORRECT_OUTPUT_PROBABILITY,
 ) -> Conversation:
-    """The system, user and answer texts for test sample ``test_index`` of ``task``.
+    """The system, user and answer texts for test sample ``test_index`` of ``task``, as arc24's
+    ``create_prompts_from_task`` writes them.
 
-    ``rng`` draws what the select and verify versions show (the candidates; whether the proposed
-    output is the right one, with probability ``verify_correct_output_probability``); without it
-    they are fixed per task and test sample."""
+    ``rng`` draws what the select and verify versions show (the options; whether the shown output
+    is the right one, with probability ``verify_correct_output_probability``); without it a task's
+    own ``test_output_choices`` / ``is_test_output_correct`` are used, else a draw fixed per task
+    and test sample."""
     check_prompt_version(prompt_version)
     tests = task.get("test") or []
     if not 0 <= test_index < len(tests):
@@ -218,11 +314,12 @@ def build_conversation(
     check_task_for_version(task, prompt_version)
     test = tests[test_index]
     encode = grid_encoder.to_text
+    test_case = f"## Test case\n\n### Input\n\n{encode(test['input'])}"
     if prompt_version.startswith("output-from-examples"):
         system, intro = (
             (SYSTEM_PROMPT_V0, INTRO_V0) if prompt_version.endswith("v0") else (SYSTEM_PROMPT_V1, INTRO_V1)
         )
-        parts = [intro, *_examples(task["train"], encode), f"## Test case\n\n### Input\n\n{encode(test['input'])}"]
+        parts = [intro, *_examples(task["train"], encode), test_case]
         answer_grid = encode(test["output"]) if "output" in test else ""
         return Conversation(system, "\n\n".join(parts), OUTPUT_HEADER + answer_grid, OUTPUT_HEADER)
     if prompt_version in ("input-from-inputs-v0", "output-from-outputs-v0"):
@@ -235,32 +332,41 @@ def build_conversation(
             SYSTEM_PROMPT_V1, "\n\n".join(parts) + "\n", NEW_GRID_HEADER + answer_grid, NEW_GRID_HEADER
         )
     if prompt_version == "output-from-code-v0":
-        user = f"{INTRO_OUTPUT_FROM_CODE}\n\n```python\n{task['code'].strip()}\n```\n\n## Input\n\n{encode(test['input'])}"
+        user = "\n\n".join([
+            INTRO_OUTPUT_FROM_CODE, f"## Code\n\n```python\n{task['code']}\n```",
+            f"## Example\n\n### Input\n\n{encode(test['input'])}",
+        ])
         answer_grid = encode(test["output"]) if "output" in test else ""
         return Conversation(SYSTEM_PROMPT_V1, user, OUTPUT_HEADER + answer_grid, OUTPUT_HEADER)
     if prompt_version in CODE_FROM_EXAMPLES_VERSIONS:
-        # v0/v2: the train pairs; v1/v3: the test pairs too. v2/v3: arc24's long system prompt.
+        # v0: short intro, the train pairs; v1: long intro, the train pairs and a closing request;
+        # v2: long intro and the train pairs, the answer has a header; v3: v2 plus the test input.
         version = int(prompt_version[-1])
-        samples = task["train"] + ([s for s in tests if "output" in s] if version % 2 else [])
-        system = SYSTEM_PROMPT_V0 if version >= 2 else SYSTEM_PROMPT_V1
-        user = "\n\n".join([INTRO_CODE, *_examples(samples, encode)])
-        return Conversation(system, user, f"```python\n{task['code'].strip()}\n```", "", grid_answer=False)
+        if version == 0:
+            parts = [INTRO_CODE_V0, *_examples(task["train"], encode)]
+        else:
+            parts = [_intro_code_long("img" if version == 3 else "grid"), *_examples(task["train"], encode, level=3)]
+        if version == 1:
+            parts.append(CODE_V1_CLOSING)
+        elif version == 3:
+            parts.append(f"### Test case\n\n#### Input\n\n{encode(test['input'])}")
+        # v0 and v2 end with the newline after the last example, as arc24's templates.
+        user = "\n\n".join(parts) + ("\n" if version in (0, 2) else "")
+        header = CODE_V2_ANSWER_HEADER if version >= 2 else ""
+        answer = f"{header}{CODE_OPENING}{task['code']}\n```"
+        return Conversation(SYSTEM_PROMPT_V1, user, answer, header, answer_opening=CODE_OPENING)
     # select / verify: judge proposed outputs of a test input.
-    if "output" not in test:
-        raise DataError(f"test[{test_index}] has no output grid, which {prompt_version} needs to judge candidates")
-    rng = rng or _judge_rng(task, test_index, prompt_version)
-    head = [*_examples(task["train"], encode), f"## Test case\n\n### Input\n\n{encode(test['input'])}"]
-    if prompt_version.startswith("verify"):
-        correct = rng.random() < verify_correct_output_probability
-        shown = test["output"] if correct else wrong_outputs(task, test_index, rng, 1)[0]
-        user = "\n\n".join([INTRO_VERIFY, *head, f"### Proposed output\n\n{encode(shown)}"])
-        return Conversation(SYSTEM_PROMPT_V1, user, VERIFY_ANSWERS[0 if correct else 1], "", grid_answer=False)
-    candidates = [test["output"], *wrong_outputs(task, test_index, rng, SELECT_CANDIDATES - 1)]
-    rng.shuffle(candidates)
-    right = candidates.index(test["output"]) + 1
-    shown = [f"### Candidate {k}\n\n{encode(grid)}" for k, grid in enumerate(candidates, start=1)]
-    user = "\n\n".join([INTRO_SELECT, *head, *shown])
-    return Conversation(SYSTEM_PROMPT_V1, user, f"Candidate {right}", "", grid_answer=False)
+    if "output" not in test and not ("test_output_choices" in task and rng is None):
+        raise DataError(f"test[{test_index}] has no output grid, which {prompt_version} needs to judge")
+    head = [*_examples(task["train"], encode), test_case]
+    if prompt_version == VERIFY:
+        shown, answer = _verify_output(task, test_index, rng, verify_correct_output_probability)
+        user = "\n\n".join([INTRO_VERIFY, *head, f"### Output\n\n{encode(shown)}", VERIFY_QUESTION])
+        return Conversation(SYSTEM_PROMPT_V1, user, answer, "", answer_opening="")
+    choices, answer = _select_choices(task, test_index, rng)
+    options = [f"### Output option {k}\n\n{encode(grid)}" for k, grid in enumerate(choices, start=1)]
+    user = "\n\n".join([INTRO_SELECT, *head, *options]) + "\n"
+    return Conversation(SYSTEM_PROMPT_V1, user, answer, "", answer_opening="")
 
 
 def _template(tokenizer, messages: list[dict], *, add_generation_prompt: bool) -> str:
@@ -288,13 +394,6 @@ def render_prompt(conversation: Conversation, tokenizer, *, task_id: str = "", t
     return Prompt(task_id, test_index, full[:cut], full[cut:])
 
 
-def prompt_test_indices(task: dict, prompt_version: str) -> range:
-    """The test samples that get a prompt: all of them, but one for code-from-examples (its answer,
-    the task's code, does not depend on the test sample)."""
-    n_tests = len(task.get("test") or [])
-    return range(min(n_tests, 1) if prompt_version in CODE_FROM_EXAMPLES_VERSIONS else n_tests)
-
-
 def answer_key(prompt_version: str) -> str | None:
     """Which grid of a test sample the answer is (None: the answer is no grid of it)."""
     if prompt_version == "input-from-inputs-v0":
@@ -311,12 +410,13 @@ def create_prompts(
     task_id: str = "",
     is_train: bool = True,
 ) -> list[Prompt]:
-    """One prompt per test sample. ``is_train`` requires test outputs (the answers)."""
+    """One prompt per test sample (as arc24, also for code-from-examples, whose v0..v2 prompts are
+    then the same for each test sample). ``is_train`` requires test outputs (the answers)."""
     check_prompt_version(prompt_version)
     check_task_for_version(task, prompt_version, task_id=task_id)
     prompts = []
     key = answer_key(prompt_version)
-    for i in prompt_test_indices(task, prompt_version):
+    for i in range(len(task["test"])):
         if is_train and key is not None and key not in task["test"][i]:
             raise DataError(
                 f"task {task_id or '?'}: test[{i}] has no {key} grid to train on; load it with solutions"
@@ -337,22 +437,24 @@ def create_inference_prompt(
 ) -> InferencePrompt:
     """The prompt the model completes: the generation prompt, the answer header and, when the answer
     is a grid, "```grid" (as arc24, whatever the encoder: an unfenced encoder's prompt ends with it
-    too). ``answer_prefix`` is what decoding prepends: the fence for encoders that write one."""
+    too). ``answer_prefix`` is what decoding prepends: the fence for encoders that write one. The
+    code versions end with "```python\\n" (their prefix), select and verify with the header's name."""
     conversation = build_conversation(task, test_index, grid_encoder, prompt_version)
     prompt = _template(tokenizer, conversation.messages(with_answer=False), add_generation_prompt=True)
     prompt += conversation.answer_header
-    if not conversation.grid_answer:
-        return InferencePrompt(task_id, test_index, prompt, "")
+    if conversation.answer_opening is not None:
+        opening = conversation.answer_opening
+        return InferencePrompt(task_id, test_index, prompt + opening, opening)
     return InferencePrompt(task_id, test_index, prompt + FENCE_OPEN, answer_prefix_for(grid_encoder))
 
 
 def create_inference_prompts(
     task: dict, grid_encoder: GridEncoder, tokenizer, prompt_version: str, *, task_id: str = ""
 ) -> list[InferencePrompt]:
-    """One inference prompt per test sample (one in all for code-from-examples)."""
+    """One inference prompt per test sample."""
     return [
         create_inference_prompt(task, grid_encoder, tokenizer, prompt_version, task_id=task_id, test_index=i)
-        for i in prompt_test_indices(task, prompt_version)
+        for i in range(len(task["test"]))
     ]
 
 

@@ -195,8 +195,9 @@ class TrainStream:
         answer is tokenized (the length returned is then that of the prompt part).
 
         Augmentation as arc24: the select and verify versions see the task without the train/test
-        swap; the code versions only shuffle the train examples (a transformed grid would no longer
-        be what the task's code computes). ``--remove_train_samples_to_fit_max_seq_len`` may drop
+        swap and without composition, and draw a pool task's test sample among those that carry
+        wrong predictions (``attempt_*``); the code versions only shuffle the train examples (a
+        transformed grid would no longer be what the task's code computes). ``--remove_train_samples_to_fit_max_seq_len`` may drop
         every train example.
         """
         from runner.augment import augment_task, compose_new_task, shuffle_train
@@ -205,7 +206,6 @@ class TrainStream:
             CODE_PROMPT_VERSIONS,
             JUDGE_PROMPT_VERSIONS,
             build_conversation,
-            prompt_test_indices,
             render_prompt,
         )
 
@@ -214,18 +214,20 @@ class TrainStream:
         version = source.prompt_version
         rng = random.Random(f"{self.seed}/draw/{draw}")
         task = source.tasks[task_id]
+        judge = version in JUDGE_PROMPT_VERSIONS
         if "n_train" in task:
-            task = sample_pool_task(task, rng)
+            task = sample_pool_task(task, rng, test_with_attempts=judge)
         if version in CODE_PROMPT_VERSIONS:
             task, aug_name = shuffle_train(task, rng), "code"
         else:
-            task, aug = augment_task(task, rng, shuffle=True, swap=version not in JUDGE_PROMPT_VERSIONS)
+            task, aug = augment_task(task, rng, shuffle=True, swap=not judge)
             aug_name = f"{'f' if aug.flip else 'n'}{aug.rotations}{''.join(map(str, aug.color_map))}"
             # No draw when off, so runs without it see the data they always saw.
-            if self.compose_new_task_probability and rng.random() < self.compose_new_task_probability:
+            compose = self.compose_new_task_probability and not judge
+            if compose and rng.random() < self.compose_new_task_probability:
                 task, composed = compose_new_task(task, rng, self.compose_new_task_weights)
                 aug_name += "+" + composed.replace(" ", "-")
-        test_index = rng.choice(prompt_test_indices(task, version))
+        test_index = rng.randrange(len(task["test"]))
         judge_seed = rng.random()  # what select/verify show stays the same while the task shortens
         shortened = False
         while True:
@@ -377,11 +379,15 @@ def collate(samples: Sequence[Sample], pad_token_id: int) -> dict[str, Any]:
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def _unaugmented_task(task_id: str, task: dict) -> dict:
-    """The task as it is; a pool task: one fixed draw."""
+def _unaugmented_task(task_id: str, task: dict, prompt_version: str) -> dict:
+    """The task as it is; a pool task: one fixed draw (for select / verify, of a judged sample)."""
     from runner.data import sample_pool_task
+    from runner.prompts import JUDGE_PROMPT_VERSIONS
 
-    return sample_pool_task(task, random.Random(f"validation/{task_id}")) if "n_train" in task else task
+    if "n_train" not in task:
+        return task
+    judge = prompt_version in JUDGE_PROMPT_VERSIONS
+    return sample_pool_task(task, random.Random(f"validation/{task_id}"), test_with_attempts=judge)
 
 
 def _unaugmented_prompts(tasks: dict[str, dict], prompt_version: str, grid_encoder, tokenizer):
@@ -390,7 +396,7 @@ def _unaugmented_prompts(tasks: dict[str, dict], prompt_version: str, grid_encod
 
     for task_id, task in tasks.items():
         yield from create_prompts(
-            _unaugmented_task(task_id, task), grid_encoder, tokenizer, prompt_version, task_id=task_id,
+            _unaugmented_task(task_id, task, prompt_version), grid_encoder, tokenizer, prompt_version, task_id=task_id,
             is_train=False,
         )
 
@@ -458,19 +464,19 @@ def prompt_length_stats(
     (all when fewer), so start-up does not tokenize a whole large dataset: percentiles (with
     ``sample_size``, the prompts measured), the share that does not fit msl, the number of prompts."""
     from runner.analysis import length_percentiles
-    from runner.prompts import build_conversation, prompt_test_indices, render_prompt
+    from runner.prompts import build_conversation, render_prompt
 
     # A pool task always gives one prompt; counting needs no rendering.
     keys = [
         (source, task_id, i)
         for source in sources
         for task_id, task in source.tasks.items()
-        for i in (range(1) if "n_train" in task else prompt_test_indices(task, source.prompt_version))
+        for i in range(1 if "n_train" in task else len(task["test"]))
     ]
     chosen = keys if len(keys) <= sample_size else random.Random("prompt-lengths").sample(keys, sample_size)
     lengths = []
     for source, task_id, i in chosen:
-        task = _unaugmented_task(task_id, source.tasks[task_id])
+        task = _unaugmented_task(task_id, source.tasks[task_id], source.prompt_version)
         conversation = build_conversation(task, i, grid_encoder, source.prompt_version)
         lengths.append(len(tokenize(render_prompt(conversation, tokenizer, task_id=task_id), tokenizer)[0]))
     over = sum(1 for n in lengths if n >= max_seq_len)

@@ -105,25 +105,88 @@ def test_verify_shows_the_correct_output_with_the_given_probability(arc_task, en
     assert abs(said_yes / 300 - 0.9) < 0.08
 
 
+def shown_verify_output(conversation) -> str:
+    return conversation.user.rsplit("### Output\n\n", 1)[1].removesuffix("\n\nIs the test output correct?")
+
+
 def test_a_wrong_proposed_output_is_never_the_right_one(arc_task, encoder):
     for i in range(200):
         conversation = build_conversation(arc_task, 1, encoder, VERIFY, rng=random.Random(i),
                                           verify_correct_output_probability=0.0)
-        shown = conversation.user.rsplit("### Proposed output\n\n", 1)[1]
-        assert shown != encoder.to_text(arc_task["test"][1]["output"]) and conversation.answer == "no"
+        assert shown_verify_output(conversation) != encoder.to_text(arc_task["test"][1]["output"])
+        assert conversation.answer == "no"
 
 
-def test_select_lists_the_right_output_once_among_candidates(arc_task, encoder):
+def options_of(conversation) -> list[str]:
+    return [o.split("\n\n", 1)[1].strip() for o in conversation.user.split("### Output option ")[1:]]
+
+
+def test_select_shows_the_right_output_first_or_second_next_to_a_wrong_one(arc_task, encoder):
+    # arc24: two options, the right one first with probability 1/2; the answer is its number.
     right = encoder.to_text(arc_task["test"][0]["output"])
-    positions = set()
-    for i in range(50):
+    answers = []
+    for i in range(400):
         conversation = build_conversation(arc_task, 0, encoder, SELECT, rng=random.Random(i))
-        candidates = conversation.user.split("### Candidate ")[1:]
-        grids = [c.split("\n\n", 1)[1].strip() for c in candidates]
-        assert len(grids) == 3 == len(set(grids)) and grids.count(right) == 1
-        assert conversation.answer == f"Candidate {grids.index(right) + 1}"
-        positions.add(conversation.answer)
-    assert len(positions) == 3
+        options = options_of(conversation)
+        assert len(options) == 2 == len(set(options)) and options.count(right) == 1
+        assert conversation.answer == str(options.index(right) + 1)
+        answers.append(conversation.answer)
+    assert abs(answers.count("1") / len(answers) - 0.5) < 0.1  # ~4 standard deviations
+
+
+def with_attempts(task: dict, attempts: list) -> dict:
+    """``task`` whose test samples carry the wrong predictions ``attempts`` (arc24's attempt_* keys)."""
+    tests = [{**t, **{f"attempt_{k}": grid for k, grid in enumerate(attempts, start=1)}} for t in task["test"]]
+    return {**task, "test": tests}
+
+
+def test_judge_versions_show_the_samples_wrong_predictions(arc_task, encoder):
+    attempts = [[[1, 2], [3, 4]], [[5]]]
+    task = with_attempts(arc_task, attempts)
+    shown = {shown_verify_output(build_conversation(task, 0, encoder, VERIFY, rng=random.Random(i),
+                                                    verify_correct_output_probability=0.0))
+             for i in range(60)}
+    assert shown == {encoder.to_text(grid) for grid in attempts}
+    for i in range(20):
+        options = options_of(build_conversation(task, 1, encoder, SELECT, rng=random.Random(i)))
+        assert set(options) - {encoder.to_text(task["test"][1]["output"])} <= {encoder.to_text(g) for g in attempts}
+    # A right "attempt" is no wrong prediction: the fallback draws one instead.
+    right_only = with_attempts(arc_task, [arc_task["test"][0]["output"]])
+    conversation = build_conversation(right_only, 0, encoder, VERIFY, rng=random.Random(0),
+                                      verify_correct_output_probability=0.0)
+    assert shown_verify_output(conversation) != encoder.to_text(arc_task["test"][0]["output"])
+
+
+def test_task_labels_are_shown_as_given(arc_task, encoder):
+    right, wrong = arc_task["test"][0]["output"], arc_task["test"][0]["input"]
+    task = {**arc_task, "test_output_choices": [wrong, right], "test_correct_choice_index": 2,
+            "is_test_output_correct": "yes"}
+    select = build_conversation(task, 0, encoder, SELECT)
+    assert options_of(select) == [encoder.to_text(wrong), encoder.to_text(right)] and select.answer == "2"
+    # Without the index the answer is the right output's place among the choices.
+    unlabelled = {k: v for k, v in task.items() if k != "test_correct_choice_index"}
+    assert build_conversation(unlabelled, 0, encoder, SELECT).answer == "2"
+    verify = build_conversation(task, 0, encoder, VERIFY)
+    assert shown_verify_output(verify) == encoder.to_text(right) and verify.answer == "yes"
+    # A training draw (rng) makes its own choices, as arc24's fine-tuning does.
+    drawn = build_conversation(task, 0, encoder, SELECT, rng=random.Random(3))
+    assert encoder.to_text(wrong) not in options_of(drawn)
+
+
+def test_pool_tasks_draw_the_judged_sample_among_those_with_predictions(encoder, tokenizer):
+    pool = [{"input": [[k]], "output": [[k, k]]} for k in range(6)]
+    pool[4]["attempt_1"] = [[9, 9]]
+    task = {"train": pool, "n_train": 2}
+    for sample in draw_samples(task, VERIFY, tokenizer, encoder, 30, verify_correct_output_probability=0.0):
+        text = tokenizer.decode(sample.input_ids)
+        aug = aug_of(sample.sample_id)
+        assert encoder.to_text(apply_grid([[9, 9]], aug)) in text.rsplit("### Output\n\n", 1)[1]
+        assert text.count("## Example ") == 2
+
+
+def test_judge_versions_are_never_composed(arc_task, encoder, tokenizer):
+    samples = draw_samples(arc_task, SELECT, tokenizer, encoder, 20, compose_new_task_probability=1.0)
+    assert not any("+" in s.sample_id for s in samples)
 
 
 @pytest.mark.parametrize("version", [SELECT, VERIFY])
@@ -156,16 +219,21 @@ def test_code_versions_render_the_tasks_code(version, arc_task, encoder, tokeniz
     task = with_code(arc_task)
     prompts = create_prompts(task, encoder, tokenizer, version)
     inference = create_inference_prompts(task, encoder, tokenizer, version)
+    assert len(prompts) == len(inference) == 2  # one per test sample, as arc24
+    assert all(p.prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>") for p in prompts)
     if version == "output-from-code-v0":
-        assert len(prompts) == 2 and "```python\n" + CODE.strip() in prompts[0].prompt
+        assert "```python\n" + CODE + "\n```" in prompts[0].prompt  # the code as the task gives it
         assert prompts[0].answer.startswith("\n### Output\n\n```grid shape:")
         assert inference[0].prompt.endswith("### Output\n\n```grid")
-    else:
-        assert len(prompts) == 1 and prompts[0].answer == f"\n```python\n{CODE.strip()}\n```<|im_end|>\n"
-        assert inference[0].prompt.endswith("<|im_start|>assistant\n") and inference[0].answer_prefix == ""
-        shown_tests = version in ("code-from-examples-v1", "code-from-examples-v3")
-        assert ("## Example 9" in prompts[0].prompt) == shown_tests  # 7 train + 2 test pairs
-        assert ("is typically colored with 0" in prompts[0].prompt) == version.endswith(("v2", "v3"))
+        return
+    header = "## Code\n\nThis is the Python function that implements the transformation logic:\n\n"
+    header = header if version.endswith(("v2", "v3")) else ""
+    assert prompts[0].answer == f"\n{header}```python\n{CODE}\n```<|im_end|>\n"
+    assert inference[0].prompt.endswith(f"<|im_start|>assistant\n{header}```python\n")
+    assert inference[0].answer_prefix == "```python\n"
+    assert "Example 7" in prompts[0].prompt and "Example 8" not in prompts[0].prompt  # the 7 train pairs only
+    # v3 shows the test input, so its two prompts differ; v0..v2 repeat the same prompt.
+    assert ("### Test case" in prompts[0].prompt) == (prompts[0].prompt != prompts[1].prompt) == version.endswith("v3")
     samples = draw_samples(task, version, tokenizer, encoder, 3)
     assert all(s.sample_id.split(":")[3] == "code" for s in samples)  # code is never augmented
 
@@ -221,3 +289,25 @@ def test_launch_refuses_code_version_on_data_without_code(builtin, tmp_path, tin
     assert err.startswith("arctui: error: train_datasets:") and err.count("\n") == 1, err
     assert "no 'code' field" in err and "output-from-code-v0" in err and ref in err
     assert list(home.iterdir()) == []  # nothing written
+
+
+def test_data_files_may_carry_judge_labels_and_bad_ones_are_refused(tmp_path):
+    task = {"train": [{"input": [[1]], "output": [[2]]}],
+            "test": [{"input": [[3]], "output": [[4]], "attempt_1": [[5]]}],
+            "test_output_choices": [[[5]], [[4]]], "test_correct_choice_index": 2, "is_test_output_correct": "yes"}
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"a": task}))
+    (source,) = load_sources([(str(good), SELECT)])
+    loaded = source.tasks["a"]
+    assert loaded["test"][0]["attempt_1"] == [[5]] and loaded["test_output_choices"] == [[[5]], [[4]]]
+    assert (loaded["test_correct_choice_index"], loaded["is_test_output_correct"]) == (2, "yes")
+    for change, message in [
+        ({"test": [{"input": [[3]], "output": [[4]], "attempt_1": [[11]]}]}, r"test\[0\]\.attempt_1: grid cell"),
+        ({"test_correct_choice_index": 3}, "test_correct_choice_index: is 3, expected an option number 1..2"),
+        ({"is_test_output_correct": True}, "is_test_output_correct: is True, expected 'yes' or 'no'"),
+        ({"test_output_choices": []}, "test_output_choices: is not a non-empty list of grids"),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"a": {**task, **change}}))
+        with pytest.raises(DataError, match=message):
+            load_sources([(str(bad), SELECT)])
