@@ -207,7 +207,6 @@ def score_predictions(
                 text=None, grid=None, logprob=None, tokens=0, finish_reason="skipped",
                 error=f"prompt has {len(request.input_ids)} tokens, over --max_seq_len {max_seq_len}",
             )
-            scored[request.task_id][request.test_index].append(ScoredPrediction(None))
         else:
             decoded = decode_prediction(grid_encoder, generation.text, prefix=request.answer_prefix)
             grid = revert_grid(decoded.grid, request.augmentation) if decoded.grid is not None else None
@@ -215,9 +214,7 @@ def score_predictions(
                 text=generation.text, grid=grid, logprob=generation.logprob, tokens=generation.n_tokens,
                 finish_reason=generation.finish_reason, error=decoded.error,
             )
-            scored[request.task_id][request.test_index].append(
-                ScoredPrediction(grid, generation.logprob, generation.n_tokens)
-            )
+        scored[request.task_id][request.test_index].append(ScoredPrediction.from_record(record))
         records.append(record)
     submission = {task_id: [select_attempts(sample) for sample in samples] for task_id, samples in scored.items()}
     solutions = {

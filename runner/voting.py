@@ -14,8 +14,9 @@ Pure: no torch, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 Grid = list[list[int]]
 
@@ -31,6 +32,12 @@ class ScoredPrediction:
     grid: Grid | None
     logprob: float = 0.0
     n_tokens: int = 0
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ScoredPrediction:
+        """The prediction a ``predictions.jsonl`` record (``grid``, ``logprob``, ``tokens``) stands for,
+        as the evaluation votes with it; a prompt that was not run has no grid, log-prob or tokens."""
+        return cls(record.get("grid"), record.get("logprob") or 0.0, record.get("tokens") or 0)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from arctui.views.evaluations import read_metrics_file
 from arctui.views.grid_render import Grid, GridPanel, Mask, shape_label, task_panels, wrong_cells
 from runner.errors import DataError, UserError
 from runner.voting import ScoredPrediction, is_valid_grid, rank_predictions
@@ -167,15 +168,10 @@ class TaskResult:
         return min(values) if values else None
 
 
-def scored_prediction(record: Mapping[str, Any]) -> ScoredPrediction:
-    """A ``predictions.jsonl`` record as the evaluation voted with it (a prompt not run has no grid)."""
-    return ScoredPrediction(record.get("grid"), record.get("logprob") or 0.0, record.get("tokens") or 0)
-
-
 def sample_result(test_index: int, test_input: Grid | None, expected: Grid | None,
                   records: Sequence[Mapping[str, Any]]) -> SampleResult:
     """Rank one test sample's predictions and compare the two best with the expected output."""
-    ranked = rank_predictions([scored_prediction(r) for r in records])
+    ranked = rank_predictions([ScoredPrediction.from_record(r) for r in records])
     candidates = tuple(
         Candidate(
             grid=entry.grid, votes=entry.votes, mean_logprob=entry.mean_logprob,
@@ -247,11 +243,8 @@ def read_records(path: Path) -> dict[str, list[dict]]:
 
 def evaluated_data(predictions_path: Path) -> str | None:
     """The tasks the evaluation read (``config.data`` of its ``metrics.json``), or None."""
-    try:
-        metrics = json.loads((predictions_path.parent / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    data = (metrics.get("config") or {}).get("data") if isinstance(metrics, dict) else None
+    config = read_metrics_file(predictions_path.parent).get("config")
+    data = config.get("data") if isinstance(config, dict) else None
     return str(data) if data else None
 
 

@@ -169,6 +169,33 @@ def test_garbage_and_skipped_predictions_are_unanswered(tiny):
     assert submission[next(iter(tasks))] == [{"attempt_1": [], "attempt_2": []}]  # arc24's empty attempts
 
 
+def test_the_predictions_view_ranks_as_the_evaluation_voted(tiny):
+    from arctui.views.predictions import sample_result
+
+    _, tokenizer = tiny
+    encoder = create_grid_encoder(DEFAULT_GRID_ENCODER)
+    tasks = make_tasks(1, ["flip_ud"], seed=8)
+    task = next(iter(tasks.values()))
+    answer = task["test"][0]["output"]
+    near_miss = [row[:] for row in answer]
+    near_miss[0][0] = (near_miss[0][0] + 1) % 10
+    near_miss_task = {**task, "test": [{**task["test"][0], "output": near_miss}]}
+    requests = build_requests(tasks, encoder, tokenizer, "output-from-examples-v1", predictions_per_task=4)
+    generations = []
+    for k, r in enumerate(requests):
+        # Two votes each: the answer with a low log-prob per token, the near miss with a high one.
+        source = task if k % 2 == 0 else near_miss_task
+        text = encoder.to_text(apply_augmentation(source, r.augmentation)["test"][0]["output"])
+        generations.append(Generation(text[len(r.answer_prefix):], -8.0 if source is task else -1.0, 10, "stop"))
+    records, submission, _ = score_predictions(tasks, requests, generations, encoder, max_seq_len=10_000)
+    attempts = submission[next(iter(tasks))][0]
+    assert attempts == {"attempt_1": near_miss, "attempt_2": answer}  # the tie goes to the higher log-prob
+    written = [json.loads(json.dumps(record)) for record in records]  # as predictions.jsonl holds them
+    shown = sample_result(0, task["test"][0]["input"], answer, written)
+    assert [c.grid for c in shown.candidates] == [attempts["attempt_1"], attempts["attempt_2"]]
+    assert [c.votes for c in shown.candidates] == [2, 2] and shown.solved
+
+
 def test_requests_are_reproducible_per_seed(tiny):
     _, tokenizer = tiny
     encoder = create_grid_encoder(DEFAULT_GRID_ENCODER)
