@@ -34,6 +34,20 @@ METRIC_NAMES = (
     "vote_2",
     "unanswered",
 )
+# What each figure means in one line, for every place that shows it (the app, `arctui eval`, the help);
+# each is a mean over a task's test samples, then over the tasks.
+METRIC_MEANINGS = {
+    "vote_2": "tasks whose expected output is among the two most voted grids (ARC's score)",
+    "vote_1": "tasks whose most voted grid is the expected output",
+    "pass_n": "tasks where any prediction is the expected output",
+    "accuracy": "share of predictions equal to the expected output",
+    "correct_pixels": "mean share of right cells (0 for a wrong shape)",
+    "correct_size": "share of predictions with the expected shape",
+    "unanswered": "share of predictions with no valid grid",
+}
+UNANSWERED_MEANS = ("unanswered = share of predictions with no valid grid: an answer that does not decode "
+                    "to one, or a prompt longer than max_seq_len that was not run; it counts as wrong in "
+                    "every other figure")
 # arc24's evaluate(): the metrics of a submission's attempts.
 SUBMISSION_METRIC_NAMES = (
     "accuracy",

@@ -79,6 +79,7 @@ def eval_command(args) -> int:
     # not pay for the evaluation code.
     from arctui.supervisor import open_store
     from arctui.supervisor.evaluation import SUMMARY_METRICS, EvalOptions, EvalRequest, evaluate_run
+    from arctui.views.evaluations import read_metrics_file
 
     request = EvalRequest(
         checkpoint=args.checkpoint, data=args.data, prompt_version=args.prompt_version, max_tasks=args.max_tasks,
@@ -132,29 +133,8 @@ def eval_command(args) -> int:
     return 0
 
 
-# What each figure of the summary means, in the order shown (runner.metrics defines them).
-METRIC_MEANINGS = (
-    ("vote_2", "tasks whose expected output is among the two most voted grids (ARC's score)"),
-    ("vote_1", "tasks whose most voted grid is the expected output"),
-    ("pass_n", "tasks where any prediction is the expected output"),
-    ("accuracy", "share of predictions equal to the expected output"),
-    ("correct_pixels", "mean share of right cells (0 for a wrong shape)"),
-    ("correct_size", "share of predictions with the expected shape"),
-    ("unanswered", "share of predictions with no valid grid (¹)"),
-)
-UNANSWERED_FOOTNOTE = ("¹ unanswered: a prediction whose answer does not decode to a valid grid, or whose prompt "
-                       "was longer than max_seq_len and was not run; it counts as wrong in every other figure")
-
-
-def read_metrics_file(out_dir) -> dict:
-    """The evaluation's ``metrics.json`` (task and prediction counts), or {} if unreadable."""
-    from pathlib import Path
-
-    try:
-        written = json.loads((Path(out_dir) / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return written if isinstance(written, dict) else {}
+# The figures of the summary table, in the order shown (runner.metrics defines them and says what they mean).
+TABLE_METRICS = ("vote_2", "vote_1", "pass_n", "accuracy", "correct_pixels", "correct_size", "unanswered")
 
 
 def summary_text(run_name: str, result: dict, written: dict) -> str:
@@ -162,18 +142,20 @@ def summary_text(run_name: str, result: dict, written: dict) -> str:
     from arctui.formatting import format_number, format_percent
     from arctui.views.evaluations import Coverage
     from arctui.views.tables import text_table
+    from runner.metrics import METRIC_MEANINGS, UNANSWERED_MEANS
 
     metrics = result["metrics"]
     tasks = written.get("scored_tasks", written.get("tasks"))
     coverage = Coverage(int(result["step"]), str(result["dataset"]), tasks, metrics)
     over = f"{tasks} tasks" if tasks is not None else "? tasks"
     # Every figure is a mean over test samples, then over tasks: each is shown with that task count.
-    rows = [[name, format_percent(metrics[name], 1), over, meaning]
-            for name, meaning in METRIC_MEANINGS if name in metrics]
+    rows = [[name, format_percent(metrics[name], 1), over,
+             METRIC_MEANINGS[name] + (" (¹)" if name == "unanswered" else "")]
+            for name in TABLE_METRICS if name in metrics]
     if "tokens_per_second" in metrics:
         rows.append(["tokens/s", format_number(metrics["tokens_per_second"]), "", "generation speed"])
     lines = [f"run {run_name}: {coverage.accuracy_text()}", "",
-             text_table(["metric", "value", "over", "what it is"], rows), "", UNANSWERED_FOOTNOTE]
+             text_table(["metric", "value", "over", "what it is"], rows), "", f"¹ {UNANSWERED_MEANS}"]
     if written.get("predictions") is not None:
         lines.append(f"{written['predictions']} predictions ({written.get('predictions_per_task')} per test sample), "
                      f"{written.get('prompts_over_msl', 0)} prompts over max_seq_len (unanswered)")

@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from arctui.screens.commands import key_display
-from arctui.views.evaluations import UNANSWERED_MEANS
+from runner.metrics import METRIC_MEANINGS, UNANSWERED_MEANS
 
 INTRO = """\
 [b]arctui[/b] manages LoRA fine-tuning runs of small language models on ARC tasks. \
@@ -24,7 +24,7 @@ shows them live again, wherever they were launched from (`arctui launch` too).
   tag=baseline and s_per_step<2
   tag=archived            (archived runs are hidden otherwise)
 The sort and the filter are remembered for next time. In lists, j/k move, g/G jump to the top/bottom.
-[b]Accuracy[/b] is the share of test outputs solved, always with the number of tasks and the data set it was measured on (the line under the runs table, Compare); {unanswered}.
+[b]Accuracy[/b] is the {accuracy}, always with the number of tasks and the data set it was measured on (the line under the runs table, Compare); {unanswered}.
 [b]ctrl+p[/b] opens the command palette: every action of the current screen, with its key.
 """
 
@@ -86,5 +86,5 @@ class HelpScreen(ModalScreen[None]):
             ]
             for title, entries in self.entries.items():
                 yield Static(bindings_table(title, entries))
-            yield Static(Text.from_markup(INTRO.format(unanswered=UNANSWERED_MEANS)), id="help-intro")
+            yield Static(Text.from_markup(INTRO.format(accuracy=METRIC_MEANINGS["accuracy"], unanswered=UNANSWERED_MEANS)), id="help-intro")
             yield Static(Text("escape closes this help", style="dim"))

@@ -1,5 +1,6 @@
 """How an evaluation reads: an accuracy is never shown without how many tasks it covers and on which
-data set, and "unanswered" is said in words where it appears (issue #14, item 6).
+data set, and "unanswered" is said in words where it appears (issue #14, item 6), in the words of
+:data:`runner.metrics.METRIC_MEANINGS`.
 
 ``evaluation_coverage`` reads a run's evaluations from the store (and the ``metrics.json`` the
 evaluation wrote next to its predictions, for the task count): call it from a thread worker.
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arctui.formatting import format_percent
+from runner.metrics import METRIC_MEANINGS
 
-UNANSWERED_MEANS = "unanswered = share of test outputs with no valid grid among the predictions"
 _FIRST_N = re.compile(r"^(?P<data>.+)\[:(?P<n>\d+)\]$")  # `arctui eval --max-tasks N` names DATA[:N]
 
 
@@ -49,20 +50,28 @@ class Coverage:
         if "vote_2" in self.metrics:
             parts.append(f"vote_2 {format_percent(self.metrics['vote_2'], 2)}")
         if "unanswered" in self.metrics:
-            parts.append(f"unanswered {format_percent(self.metrics['unanswered'], 0)} (no valid grid predicted)")
+            parts.append(f"unanswered {format_percent(self.metrics['unanswered'], 0)} "
+                         f"({METRIC_MEANINGS['unanswered']})")
         return "; ".join(parts)
+
+
+def read_metrics_file(eval_dir: str | Path) -> dict:
+    """The ``metrics.json`` an evaluation wrote into its folder (next to its predictions): task and
+    prediction counts, ``config`` and the metrics; {} when it is missing or unreadable."""
+    try:
+        written = json.loads((Path(eval_dir) / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return written if isinstance(written, dict) else {}
 
 
 def task_count(dataset: str, predictions_path: str | None) -> int | None:
     """Tasks an evaluation covered: from its ``metrics.json`` (written next to the predictions), else
     from a ``DATA[:N]`` data set name, else None."""
     if predictions_path:
-        try:
-            written = json.loads((Path(predictions_path).parent / "metrics.json").read_text(encoding="utf-8"))
-            if isinstance(written.get("tasks"), int):
-                return written["tasks"]
-        except (OSError, ValueError, AttributeError):
-            pass
+        tasks = read_metrics_file(Path(predictions_path).parent).get("tasks")
+        if isinstance(tasks, int):
+            return tasks
     first = _FIRST_N.match(dataset)
     return int(first["n"]) if first else None
 

@@ -135,7 +135,8 @@ async def test_help_names_the_gpus_screen_properly(seeded, wait_for):
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         assert "GPUs screen" in app.screen.entries and "Gpus screen" not in app.screen.entries
         intro = str(app.screen.query_one("#help-intro").render())
-        assert "unanswered = share of test outputs with no valid grid" in intro
+        assert "unanswered = share of predictions with no valid grid" in intro
+        assert "Accuracy is the share of predictions equal to the expected output" in intro
 
 
 async def test_the_focused_field_is_marked(seeded, wait_for):

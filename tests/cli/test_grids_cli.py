@@ -106,7 +106,7 @@ def test_eval_prints_a_summary_and_shows_a_task(tiny_run, capsys):
     assert table[0].split() == ["metric", "value", "over", "what", "it", "is"]
     rows = {line.split()[0]: line.split()[1:3] for line in table[1:]}
     assert rows["vote_2"] == ["0.0%", "2"] and rows["unanswered"] == ["100.0%", "2"]
-    assert "¹ unanswered: a prediction whose answer does not decode" in out
+    assert "¹ unanswered = share of predictions with no valid grid: an answer that does not decode" in out
     assert "4 predictions (2 per test sample)" in out
     # --show: the task's test input and expected output as digits (not a terminal), then why no grid
     shown = out.split(f"∅ {task_ids[1]}  unanswered", 1)[1]
