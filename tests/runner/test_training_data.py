@@ -26,18 +26,6 @@ MSL = 1200
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from runner.modelzoo import build_tiny_tokenizer
-
-    return build_tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    return create_grid_encoder(DEFAULT_GRID_ENCODER)
-
-
-@pytest.fixture(scope="module")
 def arc_tasks():
     from runner.data import load_tasks
 

