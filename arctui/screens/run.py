@@ -265,7 +265,7 @@ class RunScreen(ArcScreen):
         skipped = detail.share_over_msl
         style = "bold yellow" if skipped and skipped > 0.05 else ""
         lines.append(
-            f"skipped {format_percent(skipped, 1)} of prompts (> msl {format_number(row.max_seq_len)})",
+            f"skipped {format_percent(skipped, 1)} of prompts (>= msl {format_number(row.max_seq_len)})",
             style=style,
         )
         self._update_static("#run-progress-text", lines)
