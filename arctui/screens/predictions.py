@@ -223,6 +223,10 @@ class PredictionsScreen(ArcScreen):
 
     @on(DataTable.RowHighlighted, "#predictions-tasks")
     def highlight_task(self, event: DataTable.RowHighlighted) -> None:
+        # Highlights arrive as messages: after a refill (row 0, then the kept task's row) an older one
+        # can land after the cursor moved on, and must not take the selection back.
+        if event.cursor_row != event.data_table.cursor_row:
+            return
         if event.row_key is not None and event.row_key.value is not None:
             self.selected = str(event.row_key.value)
 

@@ -49,8 +49,16 @@ async def settle(pilot, predicate, tries: int = 200) -> None:
 
 
 def measured(table: DataTable) -> bool:
-    """Whether the table's size covers its current rows and columns (DataTable measures new rows when
-    idle, so its virtual size trails the data it was given)."""
+    """Whether the table's columns and size cover its current rows (DataTable measures new rows when
+    idle, so its column widths and virtual size trail the data it was given; on a loaded machine a
+    snapshot taken before that showed cells cut to their header's width)."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    for key, column in table.columns.items():
+        cells = [cell.plain if isinstance(cell, Text) else str(cell) for cell in table.get_column(key)]
+        if column.auto_width and column.content_width < max(map(cell_len, cells), default=0):
+            return False
     header = table.header_height if table.show_header else 0
     width = sum(column.get_render_width(table) for column in table.columns.values())
     return tuple(table.virtual_size) == (width, header + sum(row.height for row in table.rows.values()))
