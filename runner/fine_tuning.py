@@ -48,7 +48,6 @@ import platform
 import random
 import re
 import shutil
-import signal
 import sys
 import time
 import traceback
@@ -71,6 +70,7 @@ from runner.flags import (
     flags_by_group,
 )
 from runner.optimizers import bitsandbytes_missing, build_optimizer, resolve_optimizer
+from runner.stopping import StopRequest
 from runner.trackers import (
     accelerator_kwargs,
     check_tracker,
@@ -261,27 +261,6 @@ def _versions() -> dict[str, str]:
         "peft": peft.__version__,
         "accelerate": accelerate.__version__,
     }
-
-
-class StopRequest:
-    """Set by SIGTERM/SIGINT; the loop checks it between optimizer steps."""
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-
-    def __call__(self, signum: int, _frame: object) -> None:
-        if self.signal_name is not None:
-            # A second signal means "now": give up on the graceful stop (the run ends as failed).
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name} during a graceful stop")
-        self.signal_name = signal.Signals(signum).name
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self)
-        signal.signal(signal.SIGINT, self)
-
-    @property
-    def requested(self) -> bool:
-        return self.signal_name is not None
 
 
 # ----------------------------------------------------------------------------------------------------
