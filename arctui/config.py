@@ -66,6 +66,7 @@ EVAL_OPTIONS: dict[str, _Field] = {
     "temperature": _Field("float", 0.0, minimum=0.0, help="0 = greedy"),
     "max_new_tokens": _Field("int", None, minimum=1, help="longest answer (default: the runner's)"),
     "batch_size": _Field("int", 8, minimum=1, help="prompts generated together"),
+    "max_seq_len": _Field("int", None, minimum=1, help="longer prompts count as unanswered (default: the run's)"),
 }
 
 # Options of ``executor: {...}``: where the training runs. ``type: local`` (default) is this machine;

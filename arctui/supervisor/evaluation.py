@@ -64,6 +64,7 @@ class EvalOptions:
             temperature=options["temperature"],
             max_new_tokens=options["max_new_tokens"],
             batch_size=options["batch_size"],
+            max_seq_len=options["max_seq_len"],
             device=device,
         )
 

@@ -1,4 +1,5 @@
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -211,11 +212,28 @@ def test_eval_after_training_options_are_typed_and_not_runner_flags():
                                "eval": {"predictions_per_task": "2", "temperature": "1e-1", "max_tasks": 3}})
     assert cfg.eval_after_training is True
     assert cfg.eval_options == {"data": None, "prompt_version": None, "max_tasks": 3, "predictions_per_task": 2,
-                                "temperature": 0.1, "max_new_tokens": None, "batch_size": 8}
+                                "temperature": 0.1, "max_new_tokens": None, "batch_size": 8, "max_seq_len": None}
     argv = cfg.runner_argv(output_dir="/o", events_file="/o/e.jsonl")
     assert not any(a.startswith("--eval") and a != "--eval_steps" for a in argv)
     again = config_from_mapping(yaml.safe_load(cfg.to_yaml()))
     assert again.eval_options == cfg.eval_options and again.eval_after_training
+
+
+def test_eval_max_seq_len_reaches_the_evaluation_command(tmp_path):
+    # Inference may see longer prompts than training did (arc24 evaluates with a larger context).
+    from arctui.supervisor.evaluation import EvalRequest, Weights, build_command
+
+    cfg = config_from_mapping({**BASE, "val_dataset": ["v.json", "output-from-examples-v1"],
+                               "max_seq_len": 1024, "eval_after_training": True, "eval": {"max_seq_len": "4096"}})
+    request = EvalRequest.from_config(cfg.eval_options, device="cpu")
+    run = SimpleNamespace(config=cfg.to_dict())  # what the store keeps as the run's config
+    command = build_command(run, Weights(model_path="m", adapter_path=None, step=3), "v.json",
+                            "output-from-examples-v1", tmp_path, request.options)
+    assert command[command.index("--max_seq_len") + 1] == "4096"
+    unset = EvalRequest.from_config({**cfg.eval_options, "max_seq_len": None}, device="cpu")
+    command = build_command(run, Weights(model_path="m", adapter_path=None, step=3), "v.json",
+                            "output-from-examples-v1", tmp_path, unset.options)
+    assert command[command.index("--max_seq_len") + 1] == "1024"
 
 
 def test_eval_overrides_change_one_option_and_keep_the_others():
