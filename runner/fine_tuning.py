@@ -22,9 +22,12 @@ convert the final adapter to one that fits the original base model. Batches are 
 seeded stream addressed by a draw cursor, so a resumed run sees exactly the data it would have seen.
 
 SIGTERM or SIGINT finishes the current optimizer step, saves a checkpoint, writes an ``end`` event with
-status ``stopped`` and exits 0. Send it to the whole process group: ``accelerate launch`` itself does
-not forward signals to its workers. ``--resume_from_checkpoint`` (the default, as in the seed)
-continues from the newest checkpoint in ``output_dir`` with the same step numbering and the same data.
+status ``stopped`` and exits 0; a repeated SIGTERM is ignored, SIGINT during a stop gives up at once.
+Send it to the whole process group, with the launcher started as ``python -m runner.stopping
+accelerate.commands.launch ...`` (as arctui does): torchrun's workers sit in sessions of their own and
+torchrun would SIGKILL them 30 s after passing the signal on; ``runner.stopping`` explains.
+``--resume_from_checkpoint`` (the default, as in the seed) continues from the newest checkpoint in
+``output_dir`` with the same step numbering and the same data.
 
 Bad flags or data stop before anything is written, with one line ``fine_tuning: error: ...`` and exit
 status 2.

@@ -7,6 +7,8 @@ import signal
 import socket
 import sys
 
+from runner.stopping import descendants, process_table
+
 
 def group_alive(pgid: int | None) -> bool:
     """True while the process group has a member that is not a zombie."""
@@ -22,23 +24,23 @@ def group_alive(pgid: int | None) -> bool:
         return True
     # Orphaned training processes are reaped by init; in containers init may not reap, and a zombie
     # still answers kill(0). Look for a live member instead.
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read().decode("ascii", "replace")
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return any(p.pgid == pgid and p.state not in ("Z", "X") for p in process_table().values())
 
 
 def signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to the group; False when it is already gone."""
+    """Send ``sig`` to the group; False when it is already gone.
+
+    SIGKILL also goes to the process groups that members' descendants lead (torchrun starts each
+    worker in a session of its own): nothing of a killed run trains on. SIGTERM does not: the launcher
+    passes it on to them once (:mod:`runner.stopping`)."""
+    if sig == signal.SIGKILL:
+        table = process_table()
+        below = descendants((pid for pid, p in table.items() if p.pgid == pgid), table)
+        for group in {table[pid].pgid for pid in below} - {pgid}:
+            try:
+                os.killpg(group, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:
@@ -71,10 +73,12 @@ def killed_by(signal_name: str) -> str:
 def accelerate_command(num_processes: int, *, cpu: bool, threads: str | None = None, python: str | None = None,
                        machines: int = 1, machine_rank: str = "0", main_ip: str | None = None,
                        port: str | None = None) -> list[str]:
-    """``python -m accelerate.commands.launch ...`` up to the training module, for this machine or one of
-    ``machines`` Accelerate machines (Accelerate's multi-node flags; values may be ``$VARS`` of a batch
-    script). ``port``: the rendezvous port, needed with more than one process."""
-    launch = [python or sys.executable, "-m", "accelerate.commands.launch",
+    """``python -m runner.stopping accelerate.commands.launch ...`` up to the training module, for this
+    machine or one of ``machines`` Accelerate machines (Accelerate's multi-node flags; values may be
+    ``$VARS`` of a batch script). ``port``: the rendezvous port, needed with more than one process.
+    ``runner.stopping`` runs the launcher so that a SIGTERM to the group reaches each worker once and
+    the launcher waits for their checkpoints (torchrun alone would SIGKILL them 30 s later)."""
+    launch = [python or sys.executable, "-m", "runner.stopping", "accelerate.commands.launch",
               "--num_processes", str(num_processes), "--num_machines", str(machines),
               "--dynamo_backend", "no", "--mixed_precision", "no"]  # the runner picks bf16 itself
     if cpu:

@@ -4,7 +4,10 @@
     popen = start_group(cmd, folder.log_file, gpu_ids=(0, 1), cwd=folder.root)   # training, evaluation
 
 Both children get a session of their own (their pid is their process group id), ``PYTHONPATH``
-pointing at this checkout and unbuffered output. Light module: no torch, no store.
+pointing at this checkout and unbuffered output. The training command's launcher runs under
+``python -m runner.stopping``, so one SIGTERM to the group (``arctui stop``) reaches every training
+process once, torchrun's workers in their own sessions included, and the launcher waits for their
+checkpoints. Light module: no torch, no store.
 """
 
 from __future__ import annotations
