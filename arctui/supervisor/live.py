@@ -31,6 +31,8 @@ EXIT_FOR_STATUS = {"completed": 0, "stopped": 143, "failed": 1, "crashed": 1}
 
 
 def run_exit_code(run) -> int:
+    if run.status == "stopped" and run.exit_code == 0:
+        return EXIT_FOR_STATUS["stopped"]  # a clean stop: the launcher waited for the checkpoint
     if run.exit_code is not None and (run.status != "completed" or run.exit_code == 0):
         return int(run.exit_code)
     return EXIT_FOR_STATUS.get(run.status, 1)

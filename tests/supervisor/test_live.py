@@ -65,7 +65,7 @@ def test_watching_a_finished_run_returns_its_exit_code(store, capsys):
 
 def test_exit_codes_by_status(store):
     run_id = started_run(store, gpu_ids=())
-    store.set_status(run_id, "stopped")
+    store.set_status(run_id, "stopped", exit_code=0)  # the launcher exits 0 after a clean stop
     assert run_exit_code(store.get_run(run_id)) == 143
     store.set_status(run_id, "queued")
     store.set_status(run_id, "running")
