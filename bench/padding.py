@@ -76,6 +76,7 @@ def make_run(model_dir: Path, out: Path, per_device: int):
     ])
     run = Run(cfg, StopRequest())
     run.prepare_inputs()
+    run.open_outputs()  # the event writer build_model reports its phases to
     run.build_model()
     run.batches.close()  # batches come from this script, not the runner's builder
     return run

@@ -78,6 +78,7 @@ def time_runner_loop(args, model_dir: Path, out: Path, cfg: dict) -> list[float]
     release_memory()
     run = Run(parse_config(runner_flags(args, model_dir, out)), StopRequest())
     run.prepare_inputs()
+    run.open_outputs()  # the event writer build_model reports its phases to
     run.build_model()
     run.batches.close()  # batches come from this script, not the runner's builder
     batches = [run.stream.next_batch(args.batch_size) for _ in range(args.steps)]

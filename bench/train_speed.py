@@ -165,6 +165,7 @@ def child(name: str, flags: list[str], threads: int, conn) -> None:
 
     run = Run(parse_config([*flags, "--torch_dtype", dtype_flag]), StopRequest())
     run.prepare_inputs()
+    run.open_outputs()  # the event writer build_model reports its phases to
     run.build_model()
     run.batches.close()  # batches come from the parent
     cuda = run.accelerator.device.type == "cuda"
