@@ -6,8 +6,11 @@
 #
 #   bench/seed_table.sh                      # GPU 0, 15 steps per row and loop (~5 min on one H100)
 #   GPU=1 STEPS=30 MODEL_DIR=/path/to/shape-model bench/seed_table.sh
+#   CPU_REHEARSAL=1 STEPS=4 MODEL_DIR=/path/to/tiny-model bench/seed_table.sh
 #
-# Needs an NVIDIA GPU; exits 2 with one line when there is none. The model is built once with
+# Needs an NVIDIA GPU; exits 2 with one line when there is none. CPU_REHEARSAL=1 runs the first row
+# on the CPU at msl 1024 and batch 4, to check the script itself (bench/gpu_check.sh --cpu-dry-run);
+# its figures mean nothing. The model is built once with
 # `arctui models shape smollm-135m DIR` (it needs the SmolLM2 tokenizer from `arctui models demo`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,12 +18,15 @@ PY=${PYTHON:-.venv/bin/python}
 ARCTUI=${ARCTUI:-.venv/bin/arctui}
 STEPS=${STEPS:-15}
 export CUDA_VISIBLE_DEVICES=${GPU:-${CUDA_VISIBLE_DEVICES:-0}}
+CPU_REHEARSAL=${CPU_REHEARSAL:-}
+BATCH=16
 
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+if [ -n "$CPU_REHEARSAL" ]; then
+    export CUDA_VISIBLE_DEVICES=""
+elif ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
     echo "seed_table.sh: error: no NVIDIA GPU found (nvidia-smi); run it on a GPU machine, or use the CPU benches bench/runner_overhead.py and bench/padding.py" >&2
     exit 2
-fi
-if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+elif ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "seed_table.sh: error: torch in $PY has no CUDA (CPU wheel?); install a CUDA build of torch, e.g. make setup TORCH_SPEC=" >&2
     exit 2
 fi
@@ -41,12 +47,16 @@ ROWS=(
     "2048 1 2.9 ~7 GB"
     "2048 2 1.8 -"
 )
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+if [ -n "$CPU_REHEARSAL" ]; then
+    ROWS=("1024 ${ROWS[0]#* }")
+    BATCH=4
+fi
+[ -n "$CPU_REHEARSAL" ] || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 for i in "${!ROWS[@]}"; do
     read -r msl pd _ <<<"${ROWS[$i]}"
     echo "row $((i + 1))/${#ROWS[@]}: msl $msl, per-device batch $pd, $STEPS steps each for the runner and the reference" >&2
     "$PY" bench/runner_overhead.py --model "$MODEL_DIR" --train "$WORK/data/train_rs7.json" \
-        --max_seq_len "$msl" --per_device "$pd" --batch_size 16 --steps "$STEPS" --warmup 3 --rounds 1 \
+        --max_seq_len "$msl" --per_device "$pd" --batch_size "$BATCH" --steps "$STEPS" --warmup 3 --rounds 1 \
         --json "$WORK/row$i.json" >"$WORK/row$i.log" 2>&1 || { cat "$WORK/row$i.log" >&2; exit 1; }
 done
 
@@ -55,13 +65,19 @@ import json, sys
 from pathlib import Path
 
 work, rows = Path(sys.argv[1]), sys.argv[2:]
+
+
+def gb(value):  # peak memory: None on a CPU rehearsal
+    return "-" if value is None else f"{value:.1f}"
+
+
 print(f"{'msl':>6} {'pd':>3} | {'seed s/step':>11} {'seed VRAM':>9} | {'runner s/step':>13} {'runner GB':>9} "
       f"| {'Trainer s/step':>14} {'Trainer GB':>10} | {'runner/Trainer':>14} {'seed/Trainer':>12}")
 for i, row in enumerate(rows):
     msl, pd, seed_s, *seed_vram = row.split()
     r = json.loads((work / f"row{i}.json").read_text())
     print(f"{msl:>6} {pd:>3} | {seed_s:>11} {' '.join(seed_vram):>9} | {r['runner_s_per_step']:>13.2f} "
-          f"{r['runner_peak_gb']:>9.1f} | {r['trainer_s_per_step']:>14.2f} {r['trainer_peak_gb']:>10.1f} | "
+          f"{gb(r['runner_peak_gb']):>9} | {r['trainer_s_per_step']:>14.2f} {gb(r['trainer_peak_gb']):>10} | "
           f"{r['ratio']:>14.3f} {float(seed_s) / r['trainer_s_per_step']:>12.2f}")
 print("seed figures: one older GPU (Iteration 33); runner/Trainer is the figure that carries across machines.")
 EOF
