@@ -148,8 +148,9 @@ def batch_script(cfg, folder: RunFolder, *, job_name: str, runner_argv: list[str
         # (as mpirun would set it); Slurm's task numbers are exactly that.
         train = "RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=0 " + train
     # A SIGTERM to the job's steps reaches every process of them. The launcher must outlive it (the
-    # task ends when it does, and Slurm then kills the runner before its checkpoint): it starts with
-    # SIGTERM ignored; the runner installs its own handler and checkpoints.
+    # task ends when it does, and Slurm then kills the runner before its checkpoint): runner.stopping
+    # handles it in the launcher (passes it on once, waits); the trap also covers the moment before
+    # Python starts. The runner installs its own handler and checkpoints.
     train = "trap '' TERM; " + train
     setup = [str(line) for line in options["setup"]] or [f"# no setup lines: this Python, {sys.executable}",
                                                           f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"']
