@@ -64,7 +64,9 @@ class EvalOptions:
             temperature=options["temperature"],
             max_new_tokens=options["max_new_tokens"],
             batch_size=options["batch_size"],
-            max_seq_len=options["max_seq_len"],
+            # .get: a supervisor started before this option existed passes options without it
+            # (its arctui.config was imported before an upgrade; this module is imported late)
+            max_seq_len=options.get("max_seq_len"),
             device=device,
         )
 
