@@ -5,8 +5,24 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 from textual import on
+from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
+
+
+def quit_binding(screen: str) -> Binding:
+    """``q Quit`` for ``screen``'s own bindings, listed right after Back: the app's binding comes last
+    in the footer, which an 80-column terminal cuts before it."""
+    return Binding("q", "app.quit", "Quit", id=f"{screen}.quit")
+
+
+def explaining_binding(key: str, action: str, screen: str, what: str) -> Binding:
+    """A hidden second binding of ``key`` that runs ``action('anyway')`` when the screen's
+    ``check_action`` hides the shown one because it does not apply: the action then says why (a
+    finished run cannot be stopped) instead of the key doing nothing. ``check_action`` lets actions
+    with this parameter through; the help lists a key once, by its first binding."""
+    return Binding(key, f"{action}('anyway')", f"{what}: why it does not apply", show=False,
+                   id=f"{screen}.{action}.anyway")
 
 
 class ArcScreen(Screen):

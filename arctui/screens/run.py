@@ -31,7 +31,7 @@ from arctui.formatting import (
     progress_bar,
 )
 from arctui.messages import RunDetailLoaded
-from arctui.screens.base import ArcScreen, is_visible_screen
+from arctui.screens.base import ArcScreen, explaining_binding, is_visible_screen, quit_binding
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.runs import status_text
 from arctui.views.figures import DURATION, LATEST, MIN_LOSS, STEPS, short_model
@@ -101,15 +101,20 @@ SPEED_TITLE_SHORT = "s/step (l: show tok/s)"  # a short terminal hides the tok/s
 class RunScreen(ArcScreen):
     """One run, live."""
 
+    # What matters most comes first: an 80-column footer shows about six keys. Stop shows only while the
+    # run can be stopped, Resume only once it can be resumed (check_action); ? and ctrl+p list them all.
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="run.back"),
+        quit_binding("run"),
         Binding("x", "stop_run", "Stop", id="run.stop"),
         Binding("r", "resume_run", "Resume", id="run.resume"),
-        Binding("C", "clone_run", "Clone", id="run.clone"),  # k moves up in lists
-        Binding("l", "toggle_log", "Log", id="run.log"),
         Binding("p", "predictions", "Predictions", id="run.predictions"),
+        Binding("L", "full_log", "Full log", id="run.full_log"),
+        Binding("l", "toggle_log", "Log panel", id="run.log"),
+        Binding("C", "clone_run", "Clone", id="run.clone"),  # k moves up in lists
         Binding("f", "follow_log", "Follow log", id="run.follow"),
-        Binding("L", "full_log", "Full log", id="run.full_log", show=False),  # in help and palette
+        explaining_binding("x", "stop_run", "run", "Stop"),
+        explaining_binding("r", "resume_run", "run", "Resume"),
     ]
 
     detail: reactive[RunDetail | None] = reactive(None, always_update=False)
@@ -180,6 +185,8 @@ class RunScreen(ArcScreen):
     def watch_detail(self, old: RunDetail | None, detail: RunDetail | None) -> None:
         if detail is None:
             return
+        if old is None or old.row.status != detail.row.status:
+            self.refresh_bindings()  # Stop and Resume follow the status
         self._show_title(detail)
         if old is None or old.series != detail.series:
             self._show_plots(detail)
@@ -302,6 +309,18 @@ class RunScreen(ArcScreen):
         self.query_one("#speed-plot").border_title = SPEED_TITLE if shown else SPEED_TITLE_SHORT
 
     # -- actions -------------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Stop is offered while the run is queued or running, Resume once it stopped, failed or
+        crashed (pressed otherwise, or from the palette, they say why they do not apply)."""
+        if parameters:  # explaining_binding's: always
+            return True
+        row = self.detail.row if self.detail is not None else None
+        if action == "stop_run":
+            return row is not None and row.is_active
+        if action == "resume_run":
+            return row is not None and row.is_resumable
+        return True
+
     def action_toggle_log(self) -> None:
         self.show_log = not self.show_log
 
@@ -315,13 +334,13 @@ class RunScreen(ArcScreen):
 
         self.app.push_screen(LogViewScreen(self.run_id))
 
-    def action_stop_run(self) -> None:
+    def action_stop_run(self, _anyway: str = "") -> None:
         from arctui.screens.run_control import confirm_and_stop
 
         if self.detail is not None:
             confirm_and_stop(self, self.detail.row)
 
-    def action_resume_run(self) -> None:
+    def action_resume_run(self, _anyway: str = "") -> None:
         from arctui.screens.run_control import resume
 
         if self.detail is not None:

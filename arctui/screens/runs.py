@@ -19,9 +19,9 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, Static
 
-from arctui.formatting import progress_bar
+from arctui.formatting import clip, progress_bar
 from arctui.messages import RunsLoaded
-from arctui.screens.base import ArcScreen, is_visible_screen
+from arctui.screens.base import ArcScreen, explaining_binding, is_visible_screen, quit_binding
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.confirm import AskScreen, ConfirmScreen
 from arctui.views.rows import (
@@ -50,10 +50,6 @@ STATUS_STYLES = {
 
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def plural(count: int, noun: str) -> str:
@@ -96,7 +92,8 @@ def render_cell(column: RunColumn, row: RunRow, now: float) -> str | Text:
         if row.step is None:
             return Text("")
         return Text.assemble((progress_bar(row.step, row.max_steps, 5), "green"), " ", steps_text(row))
-    return _clip(column.cell(row, now), column_width(column))
+    # a name keeps its end: a study's runs share their beginning and differ in their last words
+    return clip(column.cell(row, now), column_width(column), keep_end=column.key == "name")
 
 
 EMPTY_HINT = (
@@ -114,15 +111,17 @@ class RunsScreen(ArcScreen):
     AUTO_FOCUS = "#runs-table"
 
     BINDINGS = [
-        # first, so a narrow footer (80 columns) still shows how to quit
-        Binding("q", "app.quit", "Quit", id="runs.quit"),
+        # in the order an 80-column footer should keep them: quit, start, compare, stop (only when the
+        # highlighted run can be stopped: check_action), sort; the filter box says "/" itself
+        quit_binding("runs"),
         Binding("enter", "open_run", "Open", id="runs.open"),
+        Binding("n", "app.new_run", "New run", id="runs.new_run"),
         Binding("space", "toggle_select", "Select", id="runs.select"),
         Binding("c", "compare", "Compare", id="runs.compare"),
-        Binding("slash", "focus_filter", "Filter", id="runs.filter"),
-        Binding("s", "cycle_sort", "Sort", id="runs.sort"),
-        Binding("S", "reverse_sort", "Reverse sort", id="runs.reverse", show=False),
         Binding("x", "stop_run", "Stop", id="runs.stop"),
+        Binding("s", "cycle_sort", "Sort", id="runs.sort"),
+        Binding("slash", "focus_filter", "Filter", id="runs.filter", show=False),
+        Binding("S", "reverse_sort", "Reverse sort", id="runs.reverse", show=False),
         Binding("r", "resume_run", "Resume run", id="runs.resume", show=False),
         Binding("C", "clone_run", "Clone into a new run", id="runs.clone", show=False),
         Binding("e", "rename_run", "Rename run", id="runs.rename", show=False),
@@ -134,6 +133,7 @@ class RunsScreen(ArcScreen):
         Binding("g,home", "cursor_to(0)", "First run", id="runs.first", show=False),
         Binding("G,end", "cursor_to(-1)", "Last run", id="runs.last", show=False),
         Binding("escape", "clear", "Clear selection, then filter", id="runs.clear", show=False),
+        explaining_binding("x", "stop_run", "runs", "Stop"),
     ]
 
     where: reactive[str] = reactive("")
@@ -469,7 +469,7 @@ class RunsScreen(ArcScreen):
         run_id = self.current_run_id()
         return next((r for r in self.rows if r.id == run_id), None)
 
-    def action_stop_run(self) -> None:
+    def action_stop_run(self, _anyway: str = "") -> None:
         from arctui.screens.run_control import confirm_and_stop
 
         row = self._current_row()
@@ -493,12 +493,22 @@ class RunsScreen(ArcScreen):
     def highlighted(self) -> None:
         self._show_detail()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Stop is offered while the highlighted run is queued or running (pressed otherwise, or from
+        the palette, it says why not)."""
+        if action == "stop_run" and not parameters:
+            row = self._current_row()
+            return row is not None and row.is_active
+        return True
+
     def _show_detail(self) -> None:
         """The highlighted run's evaluation line (read again only when its accuracy changes)."""
         row = self._current_row()
-        key = None if row is None else (row.id, row.name, row.accuracy, row.eval_note)
+        key = None if row is None else (row.id, row.name, row.accuracy, row.eval_note, row.is_active)
         if key == self._detail_key:
             return
+        if (key and key[-1]) != (self._detail_key and self._detail_key[-1]):
+            self.refresh_bindings()  # Stop follows the highlighted run's status
         self._detail_key = key
         if row is None:
             self.query_one("#runs-detail", Static).update("")
@@ -517,8 +527,9 @@ class RunsScreen(ArcScreen):
     def _detail_shown(self, run_id: str, text: str) -> None:
         if self.current_run_id() == run_id:
             row = self._current_row()
-            prefix = f"#{run_id} {row.name}: " if row is not None and text else ""
-            self.query_one("#runs-detail", Static).update(Text(prefix + text))
+            # the whole name, which the table may cut, then what its accuracy covers
+            line = "" if row is None else f"#{run_id} {row.name}" + (f": {text}" if text else "")
+            self.query_one("#runs-detail", Static).update(Text(line))
 
     # -- rename, tag, archive, delete (the store's checks, as `arctui rename|tag|archive|delete`) --------
     def _manage(self, what: str, call, done: str) -> None:

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from arctui.formatting import format_age, progress_bar
 from arctui.messages import StudiesLoaded, StudyDetailLoaded
-from arctui.screens.base import ArcScreen, is_visible_screen
+from arctui.screens.base import ArcScreen, explaining_binding, is_visible_screen, quit_binding
 from arctui.screens.commands import PaletteCommand
 from arctui.screens.confirm import AskScreen, ConfirmScreen
 from arctui.screens.runs import STATUS_STYLES
@@ -70,10 +70,22 @@ def progress_summary(progress: StudyProgress) -> Text:
 
 # -- stop, resume and the report: the same functions as `arctui study stop|resume|report` -------------
 
+def can_stop(progress: StudyProgress) -> bool:
+    """Whether stopping the study would change anything: it is active, or has runs queued or running."""
+    return progress.status == "active" or bool(progress.counts["running"] + progress.counts["queued"])
+
+
+def can_resume(progress: StudyProgress) -> bool:
+    """Whether resuming would: stopped or crashed runs to queue again (failed ones stay failed), or
+    queued ones waiting in a study that is not active."""
+    waiting = progress.counts["running"] + progress.counts["queued"]
+    return bool(progress.counts["stopped"] + progress.crashed) or (progress.status != "active" and bool(waiting))
+
+
 def confirm_and_stop_study(screen: StudyViewScreen, progress: StudyProgress) -> None:
     """Ask whether to stop the study; stop it on yes (running runs checkpoint, queued ones unqueue)."""
     running, queued = progress.counts["running"], progress.counts["queued"]
-    if progress.status != "active" and not running + queued:
+    if not can_stop(progress):
         screen.notify(f"Study {progress.name} is {progress.status}; nothing to stop.", severity="warning")
         return
     consequences = [
@@ -147,6 +159,7 @@ class StudyViewScreen(ArcScreen):
     def __init__(self) -> None:
         super().__init__()
         self._poll = None
+        self._offered: object = "unread"  # (stop, resume) as the footer last showed them; None: no study
         self.report_paths: list[Path] = []
         """The files of the last report written from this screen."""
 
@@ -173,12 +186,30 @@ class StudyViewScreen(ArcScreen):
         """The study the actions apply to."""
         raise NotImplementedError
 
-    def action_stop_study(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Stop and Resume are offered when they would change something (pressed otherwise, or from the
+        palette, they say why not)."""
+        if action in ("stop_study", "resume_study") and not parameters and self.is_mounted:
+            study = self.chosen_study()
+            return study is not None and (can_stop if action == "stop_study" else can_resume)(study)
+        if action == "write_report" and self.is_mounted:
+            return self.chosen_study() is not None  # no study yet: nothing to report
+        return True
+
+    def note_offered_actions(self) -> None:
+        """Redraw the footer when Stop, Resume or Report starts or stops applying to the chosen study."""
+        study = self.chosen_study()
+        offered = None if study is None else (can_stop(study), can_resume(study))
+        if offered != self._offered:
+            self._offered = offered
+            self.refresh_bindings()
+
+    def action_stop_study(self, _anyway: str = "") -> None:
         study = self.chosen_study()
         if study is not None:
             confirm_and_stop_study(self, study)
 
-    def action_resume_study(self) -> None:
+    def action_resume_study(self, _anyway: str = "") -> None:
         study = self.chosen_study()
         if study is not None:
             resume_study(self, study)
@@ -196,8 +227,9 @@ LIST_COLUMNS = (("name", 18), ("status", 7), ("done", 14), (ETA_LABEL, 7), ("run
                 ("failed", 6), ("stopped", 7), ("created", 8), ("id", 4))
 EMPTY_HINT = (
     "No studies yet.\n\n"
-    "A study is a base run config plus variants, run as one and reported as one table:\n"
-    "  arctui study launch configs/studies/demo-cpu.yaml --max-parallel 2 --detach\n"
+    "A study is a base run config plus variants, run as one and reported as one table. "
+    "Here: n (new run), fill in the base, then ctrl+t adds the variants. In a terminal:\n"
+    "  arctui study launch configs/studies/demo-cpu.yaml\n"
     "Studies launched from any terminal appear here live."
 )
 
@@ -209,10 +241,13 @@ class StudiesScreen(StudyViewScreen):
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="studies.back"),
+        quit_binding("studies"),
         Binding("enter", "open_study", "Open", id="studies.open"),
         Binding("x", "stop_study", "Stop", id="studies.stop"),
         Binding("r", "resume_study", "Resume", id="studies.resume"),
         Binding("w", "write_report", "Report", id="studies.report"),
+        explaining_binding("x", "stop_study", "studies", "Stop"),
+        explaining_binding("r", "resume_study", "studies", "Resume"),
     ]
 
     studies: reactive[tuple[StudyProgress, ...]] = reactive((), always_update=False)
@@ -244,6 +279,11 @@ class StudiesScreen(StudyViewScreen):
         self.loaded = True
         self.studies = tuple(message.studies)
         self.query_one("#studies-empty", Static).set_class(not message.studies, "-shown")
+        self.note_offered_actions()
+
+    @on(DataTable.RowHighlighted, "#studies-table")
+    def highlighted(self) -> None:
+        self.note_offered_actions()
 
     def watch_studies(self, studies: tuple[StudyProgress, ...]) -> None:
         table = self.query_one("#studies-table", DataTable)
@@ -308,11 +348,14 @@ class StudyScreen(StudyViewScreen):
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="study.back"),
+        quit_binding("study"),
         Binding("enter", "open_run", "Open run", id="study.open"),
         Binding("c", "compare_all", "Compare all", id="study.compare"),
         Binding("x", "stop_study", "Stop", id="study.stop"),
         Binding("r", "resume_study", "Resume", id="study.resume"),
         Binding("w", "write_report", "Report", id="study.report"),
+        explaining_binding("x", "stop_study", "study", "Stop"),
+        explaining_binding("r", "resume_study", "study", "Resume"),
     ]
 
     detail: reactive[StudyDetail | None] = reactive(None, always_update=False)
@@ -350,6 +393,7 @@ class StudyScreen(StudyViewScreen):
     def watch_detail(self, old: StudyDetail | None, detail: StudyDetail | None) -> None:
         if detail is None:
             return
+        self.note_offered_actions()
         progress = detail.progress
         table = detail.table
         self.query_one("#study-title", Static).update(Text.assemble(

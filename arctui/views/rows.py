@@ -25,6 +25,7 @@ from arctui.views.figures import (
 )
 
 ACTIVE_STATUSES = frozenset({"queued", "running"})
+RESUMABLE_STATUSES = frozenset({"stopped", "failed", "crashed"})  # a completed run is not resumed: launch anew
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class RunRow:
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_resumable(self) -> bool:
+        """Whether ``arctui resume`` would take it up again (it ended before its last step)."""
+        return self.status in RESUMABLE_STATUSES
 
     def duration(self, now: float) -> float | None:
         """Seconds from start to end (to ``now`` while the run has not ended), or None before it starts."""

@@ -25,6 +25,7 @@ from arctui.screens.run import RunScreen
 from arctui.screens.studies import StudiesScreen, StudyScreen
 from arctui.widgets.line_plot import LinePlot
 from db.store import RunStore
+from tests.app.test_footers import footer_keys
 
 HOST = "gpu-box-01"
 BASE = {
@@ -148,6 +149,7 @@ async def test_no_studies_says_how_to_start_one(tmp_path, wait_for):
         screen = await open_studies(pilot, wait_for)
         hint = screen.query_one("#studies-empty")
         assert hint.has_class("-shown") and "arctui study launch" in str(hint.render())
+        assert "ctrl+t" in str(hint.render())  # ...and the way from the app's own new-run form
         assert screen.query_one("#studies-table", DataTable).row_count == 0
 
 
@@ -273,6 +275,9 @@ async def test_stop_asks_first_and_unqueues(seeded_study, wait_for, notified):
     app = app_for(seeded_study)
     async with app.run_test(size=(120, 40), message_hook=notified) as pilot:
         screen = await open_study(pilot, wait_for, "iter33")
+        # active, nothing stopped or crashed: the footer offers Stop, not Resume
+        keys = await wait_for(pilot, lambda: "x" in footer_keys(screen) and footer_keys(screen))
+        assert "r" not in keys
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
@@ -286,6 +291,7 @@ async def test_stop_asks_first_and_unqueues(seeded_study, wait_for, notified):
         assert notified.find("unqueued")
         with RunStore.open(seeded_study.url) as store:
             assert store.get_run(seeded_study.run_ids[4]).status == "stopped"
+        await wait_for(pilot, lambda: "r" in footer_keys(screen))  # a stopped run to resume now
 
 
 async def test_the_report_goes_where_asked_and_says_where(seeded_study, wait_for, notified, tmp_path):
