@@ -102,3 +102,16 @@ def progress_bar(done: float | None, total: float | None, width: int = 10) -> st
     return "━" * full + ("╸" if filled - full >= 0.5 and full < width else "") + "─" * (
         width - full - (1 if filled - full >= 0.5 and full < width else 0)
     )
+
+
+def clip(text: str, width: int, *, keep_end: bool = False) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis: at the end, or in the middle with
+    ``keep_end`` (names that differ at their ends, such as a study's variants, stay told apart)."""
+    if len(text) <= width:
+        return text
+    if width < 2:
+        return text[:width]
+    if not keep_end:
+        return text[: width - 1] + "…"
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]

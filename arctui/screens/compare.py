@@ -12,8 +12,9 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
+from arctui.formatting import clip
 from arctui.messages import ComparisonLoaded
-from arctui.screens.base import ArcScreen, is_visible_screen
+from arctui.screens.base import ArcScreen, is_visible_screen, quit_binding
 from arctui.screens.commands import PaletteCommand
 from arctui.views.compare import (
     METRIC_HEADERS,
@@ -28,6 +29,8 @@ from arctui.views.compare import (
 from arctui.views.figures import RATIO_NOTE
 from arctui.widgets.line_plot import SERIES_COLOURS, LinePlot, Series
 
+CELL_WIDTH = 28  # characters of a run's header or parameter value (the markdown copy has them whole)
+
 
 class CompareScreen(ArcScreen):
     """Several runs side by side; the first is the baseline (the first marked on the Runs screen) until
@@ -35,6 +38,7 @@ class CompareScreen(ArcScreen):
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="compare.back"),
+        quit_binding("compare"),
         Binding("b", "next_baseline", "Baseline", id="compare.baseline"),
         Binding("m", "copy_markdown", "Copy markdown", id="compare.copy"),
         Binding("d", "task_diff", "Tasks diff", id="compare.tasks"),
@@ -103,6 +107,9 @@ class CompareScreen(ArcScreen):
         self.query_one("#compare-title", Static).update(
             Text.assemble(f"comparing {len(headers)} runs  ·  baseline ", (f"#{base.id} {base.name}", "bold"))
         )
+        # long names and values (a nested eval: block, notes, model paths) are cut in the middle, so
+        # every run's column stays in view; `m` copies them whole, as `arctui compare` prints them
+        headers = [clip(header, CELL_WIDTH, keep_end=True) for header in headers]
         params = self.query_one("#compare-params", DataTable)
         params.clear(columns=True)
         params.add_column("parameter")
@@ -110,7 +117,7 @@ class CompareScreen(ArcScreen):
             params.add_column(Text(header, style="bold" if i == 0 else ""))
         rows = param_rows(comparison)
         for row in rows:
-            params.add_row(*row)
+            params.add_row(row[0], *(clip(value, CELL_WIDTH, keep_end=True) for value in row[1:]))
         if not rows:
             params.add_row("(all parameters equal)", *["" for _ in headers])
 

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from arctui.formatting import format_percent
 from arctui.messages import GpusSampled
-from arctui.screens.base import ArcScreen, is_visible_screen
+from arctui.screens.base import ArcScreen, is_visible_screen, quit_binding
 from arctui.views.gpus import GpuReading, read_gpus
 
 NO_GPU_HINT = "Runs launched from here go on the CPU (gpus: cpu)."
@@ -32,6 +32,7 @@ class GpusScreen(ArcScreen):
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="gpus.back"),
+        quit_binding("gpus"),
         Binding("enter", "open_holder", "Open run", id="gpus.open"),
     ]
 

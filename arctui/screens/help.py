@@ -30,11 +30,13 @@ The sort and the filter are remembered for next time. In lists, j/k move, g/G ju
 
 
 def binding_entries(bindings: list[Binding], app) -> list[tuple[str, str]]:
-    """(keys as displayed, description) for every described binding."""
+    """(keys as displayed, description) for every described binding; a key bound twice (the second
+    answers when the first does not apply) is listed once, by its first binding."""
     entries = []
     for binding in bindings:
-        if binding.description:
-            entries.append((key_display(app, binding), binding.description))
+        keys = key_display(app, binding)
+        if binding.description and all(keys != listed for listed, _ in entries):
+            entries.append((keys, binding.description))
     return entries
 
 
@@ -87,4 +89,7 @@ class HelpScreen(ModalScreen[None]):
             for title, entries in self.entries.items():
                 yield Static(bindings_table(title, entries))
             yield Static(Text.from_markup(INTRO.format(accuracy=METRIC_MEANINGS["accuracy"], unanswered=UNANSWERED_MEANS)), id="help-intro")
-            yield Static(Text("escape closes this help", style="dim"))
+
+    def on_mount(self) -> None:
+        # on the frame, so it shows however far the help is scrolled (a long screen's keys fill it)
+        self.query_one("#help-dialog").border_subtitle = "escape closes · ↑↓ scroll"

@@ -532,7 +532,7 @@ class NewRunScreen(ArcScreen):
         note = self.query_one("#note-gpus", Static)
         if not self.gpu_choices:
             reason = self._no_gpu_reason or "no NVIDIA GPU found"
-            note.update(f"cpu: {reason}")
+            note.update(f"cpu: {reason}; the run trains on the CPU")
         else:
             gpus = self._gpus_value()
             if gpus == "auto":
@@ -775,7 +775,9 @@ class NewRunScreen(ArcScreen):
         self.app.switch_screen(RunScreen(run_id))
 
     def action_focus_preset(self) -> None:
-        self.query_one("#preset", Select).focus()
+        preset = self.query_one("#preset", Select)
+        preset.focus()
+        preset.expanded = True  # the list open: arrows pick, enter takes, escape closes it
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [

@@ -24,7 +24,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, Static
 
 from arctui.formatting import format_percent
-from arctui.screens.base import ArcScreen
+from arctui.screens.base import ArcScreen, quit_binding
 from arctui.screens.commands import PaletteCommand
 from arctui.views.predictions import (
     FILTERS,
@@ -80,6 +80,7 @@ class PredictionsScreen(ArcScreen):
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="predictions.back"),
+        quit_binding("predictions"),
         Binding("f", "next_filter", "Filter", id="predictions.filter"),
         Binding("o", "next_sort", "Sort", id="predictions.sort"),
         Binding("slash", "search", "Search id", id="predictions.search"),
@@ -142,7 +143,8 @@ class PredictionsScreen(ArcScreen):
         sources = read_eval_sources(self.app.store(), self.run_id)
         if not sources:
             self.post_message(PredictionsLoaded(None, sources, f"run {self.run_id} has no evaluation yet; "
-                                                "evaluate it with `arctui eval RUN` (or eval_after_training)"))
+                                                f"evaluate it with `arctui eval {self.run_id}` in a terminal "
+                                                "(or eval_after_training: true in its config)"))
             return
         try:
             chosen = next((s for s in sources if (s.step, s.dataset) == key), sources[-1])
@@ -200,11 +202,13 @@ class PredictionsScreen(ArcScreen):
         self.shown = sort_tasks(filter_tasks(evaluation.tasks, self.status_filter, self.search), self.sort_key)
         counts = evaluation.counts()
         text = Text.assemble(("filter ", "dim"), (self.status_filter, "bold"), ("  sort ", "dim"), (self.sort_key, "bold"), "\n")
-        for status in ("solved", "unsolved", UNANSWERED):
+        # two counts a line: three never fit the side panel's 40 columns, and a wrap split a count
+        for status, end in (("solved", "  "), ("unsolved", "\n"), (UNANSWERED, "  ")):
             text.append_text(status_cell(status))
-            text.append(f" {status} {counts[status]}  ")
+            text.append(f" {status} {counts[status]}{end}")
         if counts["unscored"]:
             text.append(f"? unscored {counts['unscored']}")
+        text.rstrip()
         self.query_one("#predictions-counts", Static).update(text)
         table = self.query_one("#predictions-tasks", DataTable)
         keep = self._wanted_task or self.selected

@@ -66,7 +66,7 @@ class StudyFormScreen(ArcModalScreen[str | None]):
                 yield Input(placeholder="e.g. msl-1024", id="variant-name", compact=True)
             with Horizontal(classes="field"):
                 yield Label("overrides")
-                yield Input(placeholder="max_seq_len=1024; lora_r=16  (enter adds the variant)",
+                yield Input(placeholder="max_seq_len=1024; lora_r=16 (enter: add)",
                             id="variant-overrides", compact=True)
             yield Static("", id="study-form-problem")
             with Horizontal(id="study-form-buttons"):

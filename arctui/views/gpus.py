@@ -42,7 +42,9 @@ def read_gpus(store=None, read=None) -> tuple[list[GpuReading], str | None]:
     try:
         gpus = list_gpus(read=read) if read is not None else list_gpus()
     except Exception as error:  # NVML missing or broken: the app shows the reason, never crashes
-        return [], str(error)
+        # NVML's own words, without the CLI's advice (--gpus cpu): the screens say what happens instead
+        reason = getattr(error, "reason", None)
+        return [], f"no NVIDIA GPU/driver found ({reason})" if reason else str(error)
     if not gpus:
         return [], "no NVIDIA GPU or driver found; runs go on the CPU"
     holders: dict[int, tuple[str, str]] = {}

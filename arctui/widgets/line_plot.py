@@ -1,6 +1,6 @@
 """Line charts drawn by plotext (through textual-plotext's ``Plot``): y and x axes with ticks, the x axis
 labelled ("step"), several series in braille dots, each with its colour, and below them a legend
-that gives each series' latest value.
+that gives each series' latest value (on more lines when one is too short for all).
 
 Several series share the axes (training and eval loss, or the same metric of several runs). A render
 builds the figure from scratch at the widget's size: about 5 ms for two series of 400 points in the
@@ -66,17 +66,27 @@ def _rgb(colour: str) -> tuple[int, int, int]:
     return Color.parse(colour).get_truecolor()
 
 
-def legend_line(series: Sequence[Series], width: int) -> Text:
-    """``━ train 0.41  ━ eval 0.52``: each series in its colour with its latest value."""
-    legend = Text()
+def legend_lines(series: Sequence[Series], width: int, max_lines: int = 1) -> list[Text]:
+    """``━ train 0.41  ━ eval 0.52``: each series in its colour with its latest value. Entries wrap
+    onto up to ``max_lines`` lines, never split; what still does not fit is cut with an ellipsis."""
+    lines = [Text()]
     for s in series:
-        if legend:
-            legend.append("  ")
         _, ys = _finite_points(s)
-        legend.append("━ ", style=s.colour)
-        legend.append(f"{s.name} {format_number(ys[-1]) if ys else '-'}")
-    legend.truncate(width)
-    return legend
+        entry = Text.assemble(("━ ", s.colour), f"{s.name} {format_number(ys[-1]) if ys else '-'}")
+        if lines[-1] and lines[-1].cell_len + 2 + entry.cell_len > width and len(lines) < max_lines:
+            lines.append(Text())
+        if lines[-1]:
+            lines[-1].append("  ")
+        lines[-1].append_text(entry)
+    for line in lines:
+        line.truncate(width, overflow="ellipsis")
+    return lines
+
+
+def legend_room(height: int, count: int) -> int:
+    """Lines the legend may take: one per series at most, and never the rows the lines need (about
+    six: ticks, label and a few rows of dots)."""
+    return max(1, min(count, (height - 6) // 2))
 
 
 def render_plot(series: Sequence[Series], width: int, height: int, empty_message: str = "no data yet",
@@ -92,6 +102,8 @@ def render_plot(series: Sequence[Series], width: int, height: int, empty_message
         return Text(blank + empty_message.center(width), style="dim")
     from textual_plotext.plot import Plot
 
+    legend = legend_lines(series, width, legend_room(height, len(series)))
+    height -= len(legend) - 1  # the legend's first line is counted below; more take rows of the plot
     plot = Plot()
     plot.plotsize(width, height - 1)  # the last line is the legend
     # as textual-plotext's own widget does: plotsize alone clamps to the size of the terminal plotext
@@ -116,8 +128,9 @@ def render_plot(series: Sequence[Series], width: int, height: int, empty_message
         plot.xlabel(x_label)
     text = Text.from_ansi(plot.build())
     text.rstrip()
-    text.append("\n")
-    text.append_text(legend_line(series, width))
+    for line in legend:
+        text.append("\n")
+        text.append_text(line)
     return text
 
 

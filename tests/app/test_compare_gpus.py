@@ -9,10 +9,12 @@ from textual.widgets import DataTable, Static
 
 from arctui.app import make_app
 from arctui.cli import main
-from arctui.screens.compare import CompareScreen, comparison_markdown
+from arctui.screens.compare import CELL_WIDTH, CompareScreen, comparison_markdown
 from arctui.screens.gpus import GpusScreen
 from arctui.views.figures import FIGURE_NOTES
 from arctui.widgets.line_plot import LinePlot
+from db.store import RunStore
+from tests.app.conftest import config
 
 
 async def open_comparison(wait_for, pilot, app, ids) -> CompareScreen:
@@ -88,6 +90,27 @@ async def test_compare_shows_differing_params_metrics_ratios_and_curves(seeded, 
         assert all(len(c.xs) == 100 for c in curves)
 
 
+async def test_long_values_are_cut_so_every_run_stays_in_view(tmp_path, wait_for):
+    notes = "offline SmolLM2-135M-Instruct, rsLoRA r8 on q/v (no DoRA), msl 1024, 16 steps of batch 1"
+    url = f"sqlite:///{tmp_path / 'arctui.db'}"
+    with RunStore.open(url) as store:
+        ids = [store.create_run(config(notes=f"{notes}, lr {lr}", learning_rate=lr),
+                                name=f"demo-cpu-enc-Shape.RowNumber.Minimal+lr-{lr}").id for lr in (1e-4, 3e-4, 1e-3)]
+    app = make_app(url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_comparison(wait_for, pilot, app, ids)
+        table = screen.query_one("#compare-params", DataTable)
+        rows = data_table(table)
+        assert [len(header) <= CELL_WIDTH for header in rows[0][1:]] == [True] * 3
+        assert rows[0][3].endswith("+lr-0.001")  # names keep their ends: a study's variants differ there
+        cut = next(row for row in rows if row[0] == "notes")
+        assert all(len(cell) == CELL_WIDTH and "…" in cell and cell.endswith(f"lr {lr}") for cell, lr in
+                   zip(cut[1:], ("0.0001", "0.0003", "0.001"), strict=True))
+        # the three runs side by side, no sideways scrolling
+        await wait_for(pilot, lambda: table.virtual_size.width <= table.scrollable_content_region.width)
+        assert screen.markdown.count(notes) == 3  # the copy keeps them whole
+
+
 async def test_compare_baseline_moves_and_markdown_is_copied(seeded, wait_for, notified, capsys):
     app = make_app(seeded.url, clock=lambda: seeded.frozen_now)
     async with app.run_test(size=(120, 40), notifications=True, message_hook=notified) as pilot:
@@ -123,6 +146,7 @@ async def test_gpus_screen_without_nvidia_driver_says_so(seeded, wait_for):
         assert screen.gpus == ()
         text = str(screen.query_one("#gpus-empty", Static).render())
         assert "No NVIDIA GPU" in text and "CPU" in text
+        assert "--gpus" not in text  # the CLI's advice has no place in the app
         assert not screen.query_one("#gpus-table", DataTable).display
         await pilot.press("escape")
         assert not isinstance(app.screen, GpusScreen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from textual.widgets import Button, Input, Select, Static
@@ -147,6 +148,21 @@ async def test_preset_select_fills_the_form(seeded, wait_for, configs_dir):
         expected = load_config(seed_preset)
         assert screen.text("name") == expected.name
         assert screen.text("batch_size") == str(expected["batch_size"])
+
+
+async def test_ctrl_o_opens_the_preset_list_and_keys_pick_one(seeded, wait_for, configs_dir):
+    app = make_app(seeded.url, analyze_prompts=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_form(wait_for, pilot, app)
+        select = screen.query_one("#preset", Select)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: select.expanded and select.has_focus_within)
+        before = screen.text("name")
+        # as a person picks one: the list opens on its blank line, then demo-cpu (the form's), then others
+        await pilot.press("down", "down", "down", "enter")
+        await wait_for(pilot, lambda: not select.expanded and screen.text("name") != before)
+        assert Path(str(select.value)).is_file()
+        assert isinstance(app.screen, NewRunScreen)  # picking closed the list, not the form
 
 
 async def test_clone_fills_the_form_from_a_run(seeded, wait_for):

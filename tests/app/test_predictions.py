@@ -271,6 +271,7 @@ async def test_a_run_without_evaluation_says_so(two_evaluated_runs, wait_for):
         screen = await wait_for(pilot, lambda: isinstance(app.screen, PredictionsScreen) and app.screen.problem
                                 and app.screen)
         assert "run 3 has no evaluation yet" in screen.problem
+        assert "`arctui eval 3`" in screen.problem  # the command to type, with this run's id
         assert screen.query_one("#predictions-tasks", DataTable).row_count == 0
 
 

@@ -8,6 +8,7 @@ import pytest
 from rich.style import Style
 
 from arctui.formatting import (
+    clip,
     eta_seconds,
     format_age,
     format_duration,
@@ -109,3 +110,31 @@ def test_short_plots_keep_their_dots_and_drop_the_x_label():
     xs = tuple(float(i) for i in range(1, 21))
     lines = lines_of(render_plot([Series("s/step", xs, tuple(1.0 + (x % 3) / 10 for x in xs))], 40, 5))
     assert len(lines) == 5 and "step" not in lines[-2] and braille_dots(lines[:-2]) > 5
+
+
+def test_a_legend_too_long_for_one_line_wraps_whole_entries_and_the_plot_keeps_its_size():
+    xs = (1.0, 2.0, 3.0)
+    # a study's variants: names that differ only at their ends, four of them
+    series = [Series(f"enc-Shape.RowNumber.Minimal+msl-{msl}", xs, (3.0, 2.0, value), colour)
+              for msl, value, colour in ((1024, 1.5, "#111111"), (1536, 1.25, "#222222"),
+                                         (2048, 1.1, "#333333"), (4096, 1.0, "#444444"))]
+    two = lines_of(render_plot(series, 90, 20))
+    assert len(two) == 20 and all(len(line) <= 90 for line in two)
+    assert two[-2] == "━ enc-Shape.RowNumber.Minimal+msl-1024 1.50  ━ enc-Shape.RowNumber.Minimal+msl-1536 1.25"
+    assert two[-1] == "━ enc-Shape.RowNumber.Minimal+msl-2048 1.10  ━ enc-Shape.RowNumber.Minimal+msl-4096 1.00"
+    assert two[-3].strip() == "step"
+    four = lines_of(render_plot(series, 60, 20))  # one entry a line, none split
+    assert len(four) == 20 and four[-4:] == [f"━ enc-Shape.RowNumber.Minimal+msl-{msl}" for msl in (
+        "1024 1.50", "1536 1.25", "2048 1.10", "4096 1.00")]
+    assert four[-5].strip() == "step" and braille_dots(four[:-6]) > 10
+    # a short plot keeps its dots: the legend takes one line there, cut with an ellipsis
+    short = lines_of(render_plot(series, 90, 7))
+    assert len(short) == 7 and short[-1].endswith("…") and braille_dots(short[:-3]) > 5
+
+
+def test_clip_cuts_at_the_end_or_keeps_the_end_of_a_name():
+    assert clip("demo-cpu", 18) == "demo-cpu"
+    assert clip("offline SmolLM2, rsLoRA r8", 10) == "offline S…"
+    # a study's runs share their beginning: the end tells them apart
+    assert clip("demo-cpu-enc-Shape.Minimal+msl-1536", 18, keep_end=True) == "demo-cpu…+msl-1536"
+    assert len(clip("x" * 40, 18, keep_end=True)) == 18
