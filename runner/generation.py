@@ -207,7 +207,8 @@ def _growing_layer_class():
             self.keys = self.key_buffer[:, :, : self.length]
             self.values = self.value_buffer[:, :, : self.length]
 
-        def update(self, key_states, value_states, cache_kwargs=None):
+        def update(self, key_states, value_states, *args, **kwargs):
+            # transformers 4.x passes ``cache_kwargs`` positionally, 5.x ``kwargs=`` by name; neither is used.
             end = self.length + key_states.shape[-2]
             if end > self.key_buffer.shape[-2]:
                 grow = max(_CACHE_GROWTH, key_states.shape[-2])
