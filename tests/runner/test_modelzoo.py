@@ -19,6 +19,7 @@ from runner.modelzoo import (
     build_shape_model,
     build_tiny_model,
     ensure_demo_model,
+    make_loadable_by_transformers_4,
     validate_model_dir,
 )
 from tests.conftest import REPO_ROOT
@@ -228,9 +229,9 @@ def test_shape_model_has_smollm_135m_shape_and_the_real_tokenizer(tmp_path, demo
         "intermediate_size",
         "vocab_size",
         "tie_word_embeddings",
-        "rope_theta",
     ):
         assert getattr(config, key) == getattr(demo_config, key), key
+    assert rope_base(config) == rope_base(demo_config) == SHAPES["smollm-135m"].rope_theta
     assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (576, 30, 49152)
     assert SHAPES["smollm-135m"].num_key_value_heads == 3
     with safe_open(folder / "model.safetensors", "pt") as weights:
@@ -274,13 +275,65 @@ def test_demo_model_is_smollm2_135m_instruct(demo_model_dir):
     assert tokenizer("hi")["input_ids"][0] != tokenizer.convert_tokens_to_ids("<|im_start|>")
     assert tokenizer.eos_token == "<|im_end|>"
     # The weights are the real ones: the model answers a factual question correctly.
+    # return_dict: transformers 5 returns the encoding's dict by default, 4.x the ids alone.
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],
         add_generation_prompt=True,
         return_tensors="pt",
-    )
+        return_dict=True,
+    )["input_ids"]
     out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0, prompt.shape[1] :])
+
+
+def rope_base(config) -> float:
+    """The rotary base of a loaded config: transformers 4.x reads ``rope_theta``, 5.x moved it into
+    ``rope_parameters``."""
+    return getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"]
+
+
+def test_folders_written_by_transformers_5_load_in_either_version(tmp_path, tiny_model_dir):
+    """The files of a folder saved by transformers 5 (their form in 5.24), once made portable, load in
+    the installed transformers with the same rotary base and tokenizer; 4.x unfixed would fall back to
+    base 10000 and refuse the tokenizer class."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # Whichever version built the tiny model, arctui's folders already carry the 4.x forms.
+    assert json.loads((tiny_model_dir / "config.json").read_text())["rope_theta"] == 10000.0
+    assert json.loads((tiny_model_dir / "tokenizer_config.json").read_text())["tokenizer_class"] == (
+        "PreTrainedTokenizerFast"
+    )
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "saved-by-5")
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("rope_theta", "rope_scaling"):
+        config.pop(key, None)
+    config["rope_parameters"] = {"rope_theta": 123456.0, "rope_type": "default"}
+    (folder / "config.json").write_text(json.dumps(config))
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    tokenizer_config.pop("added_tokens_decoder", None)
+    tokenizer_config.pop("additional_special_tokens", None)
+    tokenizer_config.update(tokenizer_class="TokenizersBackend", extra_special_tokens=["<|im_start|>", "<|im_end|>"])
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+
+    make_loadable_by_transformers_4(folder)
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    expected = 1.0 / 123456.0 ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    assert model.model.rotary_emb.inv_freq.double() == pytest.approx(expected.tolist(), rel=1e-6)
+    tokenizer, original = AutoTokenizer.from_pretrained(folder), AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+    assert sorted(tokenizer.all_special_tokens) == sorted(original.all_special_tokens)
+    text = "<|im_start|>user\n1 12|9<|im_end|>\n"
+    assert tokenizer(text)["input_ids"] == original(text)["input_ids"]
+    assert tokenizer.chat_template == original.chat_template
+    # Files already in the 4.x form are left byte for byte.
+    before = (folder / "config.json").read_bytes(), (folder / "tokenizer_config.json").read_bytes()
+    make_loadable_by_transformers_4(folder)
+    assert ((folder / "config.json").read_bytes(), (folder / "tokenizer_config.json").read_bytes()) == before
 
 
 @pytest.mark.slow
