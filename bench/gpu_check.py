@@ -6,7 +6,7 @@
 
 ``requirements`` reads pyproject.toml (arctui is not installed on the device machine, only its folder is
 on PYTHONPATH) and follows each requirement into the installed packages' own, so a version the image
-holds but arctui's stack refuses (transformers 5, say) counts as unmet like a missing package. Unmet
+holds but arctui's stack refuses (say a textual older than the pin) counts as unmet like a missing package. Unmet
 needs of arctui's direct requirements fail it; deeper ones are printed as warnings.
 """
 

