@@ -49,4 +49,10 @@ class FollowingLog(Log):
     def on_resize(self) -> None:
         # a smaller panel moves the end below the view without any scroll: go after it
         if self.following:
-            self.call_after_refresh(self.follow)
+            self.call_after_refresh(self._follow_if_still_following)
+
+    def _follow_if_still_following(self) -> None:
+        # The user may have scrolled up between the resize and this refresh (a late layout pass on a
+        # loaded machine): their scroll wins.
+        if self.following:
+            self.follow()
