@@ -181,6 +181,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
+    if args.steps <= args.warmup:
+        parser.error(f"--steps {args.steps} leaves no measured step after --warmup {args.warmup}; "
+                     f"use --steps {args.warmup + 1} or more")
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model

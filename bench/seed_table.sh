@@ -17,6 +17,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 ARCTUI=${ARCTUI:-.venv/bin/arctui}
 STEPS=${STEPS:-15}
+# 3 warm-up steps, fewer when STEPS is small: runner_overhead.py needs a measured step past them
+WARMUP=${WARMUP:-$(( STEPS > 3 ? 3 : (STEPS > 1 ? STEPS - 1 : 0) ))}
 export CUDA_VISIBLE_DEVICES=${GPU:-${CUDA_VISIBLE_DEVICES:-0}}
 CPU_REHEARSAL=${CPU_REHEARSAL:-}
 BATCH=16
@@ -47,6 +49,11 @@ ROWS=(
     "2048 1 2.9 ~7 GB"
     "2048 2 1.8 -"
 )
+if [ -n "${SEED_ROWS:-}" ]; then  # e.g. SEED_ROWS="2 3": only those rows, for a short GPU loan
+    PICKED=()
+    for n in $SEED_ROWS; do PICKED+=("${ROWS[$((n - 1))]}"); done
+    ROWS=("${PICKED[@]}")
+fi
 if [ -n "$CPU_REHEARSAL" ]; then
     ROWS=("1024 ${ROWS[0]#* }")
     BATCH=4
@@ -56,7 +63,7 @@ for i in "${!ROWS[@]}"; do
     read -r msl pd _ <<<"${ROWS[$i]}"
     echo "row $((i + 1))/${#ROWS[@]}: msl $msl, per-device batch $pd, $STEPS steps each for the runner and the reference" >&2
     "$PY" bench/runner_overhead.py --model "$MODEL_DIR" --train "$WORK/data/train_rs7.json" \
-        --max_seq_len "$msl" --per_device "$pd" --batch_size "$BATCH" --steps "$STEPS" --warmup 3 --rounds 1 \
+        --max_seq_len "$msl" --per_device "$pd" --batch_size "$BATCH" --steps "$STEPS" --warmup "$WARMUP" --rounds 1 \
         --json "$WORK/row$i.json" >"$WORK/row$i.log" 2>&1 || { cat "$WORK/row$i.log" >&2; exit 1; }
 done
 
