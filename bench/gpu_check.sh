@@ -21,7 +21,8 @@
 #   bench/gpu_check.sh --cpu-dry-run     # here: the same parts on the CPU, tiny model, tiny steps
 #
 # PYTHON (default python3: the torch of the device image), GPUCHECK_DIR (default .gpucheck) and
-# BUDGET (default 540 s) may be set. Asked for CUDA where there is none, it exits 2 with one line.
+# BUDGET (default 540 s), PARTS (e.g. "setup models seed_table": only those), LAUNCH_STEPS (30),
+# SEED_STEPS (5) and SEED_ROWS (e.g. "2 3") may be set. Asked for CUDA where there is none, it exits 2 with one line.
 set -uo pipefail
 PY=${PYTHON:-python3}
 case $PY in */*) PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY") ;; esac  # before the cd below
@@ -82,7 +83,7 @@ part_attention() {
 
 part_launch() {
     # One real run: supervisor, accelerate launch, events into SQLite, GPU samples every 5 s.
-    local gpus=0 msl=2048 steps=60 batch=16 pdbs=4 lora_r=32
+    local gpus=0 msl=2048 steps=${LAUNCH_STEPS:-30} batch=16 pdbs=4 lora_r=32
     if [ "$DEVICE" = cpu ]; then
         gpus=cpu msl=1024 steps=4 batch=2 pdbs=1 lora_r=4
     fi
@@ -200,6 +201,11 @@ run_part() {  # run_part NAME LIMIT_S: the part in a child, within what is left 
     local left=$((BUDGET - (SECONDS - STARTED)))
     [ "$limit" -le "$left" ] || limit=$left
     local began=$SECONDS code
+    if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then
+        SUMMARY+=("$(printf '%-4s %-11s %4ss  %s' SKIP "$name" 0 "not in PARTS")")
+        echo "${SUMMARY[-1]}" | tee -a "$LOG"
+        return
+    fi
     echo "=== $name (limit ${limit}s) ===" | tee -a "$LOG"
     if [ "$limit" -lt 5 ]; then
         code=124
