@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -154,7 +155,9 @@ def time_trainer(args, model_dir: Path, out: Path, cfg: dict) -> tuple[list[floa
     training_args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=args.per_device,
         gradient_accumulation_steps=args.batch_size // args.per_device, max_steps=args.steps,
-        learning_rate=1e-4, lr_scheduler_type="linear", warmup_ratio=0.05, max_grad_norm=1.0,
+        learning_rate=1e-4, lr_scheduler_type="linear", max_grad_norm=1.0,
+        # the runner's warm-up (ceil(0.05 x steps)) as steps: transformers 5.24 has no warmup_ratio
+        warmup_steps=math.ceil(0.05 * args.steps),
         optim="adamw_torch", weight_decay=0.0, logging_strategy="no", save_strategy="no", report_to=[],
         use_cpu=not cuda, disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
         seed=args.seed,
